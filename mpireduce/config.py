@@ -1,0 +1,245 @@
+"""Job configuration: YAML parsed into frozen, validated dataclasses.
+
+Unknown keys are errors that name the nearest valid key; the resolved config is
+written into the output as YAML text with its sha256, so a job can be re-run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_VERSION = 1
+COMPRESSION_CHOICES = ("bitshuffle-lz4", "zstd", "gzip", "none")
+DETECT_MODES = ("peakfinder8",)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the events come from."""
+
+    kind: str = "cxi"  #: ``cxi``: HDF5/CXI files with a (N, ss, fs) frame stack
+    files: tuple = ()  #: file paths or glob patterns, relative to the config file
+    dataset: str = "/entry_1/data_1/data"  #: frame stack inside each file
+    mask: Optional[str] = "/entry_1/data_1/mask"  #: (ss, fs) mask dataset, 1 = good; null = none
+    timestamp: Optional[str] = "/entry_1/data_1/timestamp"  #: (N,) event ids, optional in files
+    max_events: int = 0  #: 0 = all events
+
+    def validate(self) -> None:
+        _choice("source.kind", self.kind, ("cxi",))
+        if not self.files:
+            raise ConfigError("source.files is empty: give at least one HDF5/CXI file or glob pattern")
+        if self.max_events < 0:
+            raise ConfigError("source.max_events must be >= 0 (0 means all events)")
+
+
+@dataclass(frozen=True)
+class GeometryConfig:
+    """Detector geometry; values left null are read from the files (CXI instrument group)."""
+
+    beam_center_fs: Optional[float] = None  #: pixels
+    beam_center_ss: Optional[float] = None  #: pixels
+    pixel_size_m: Optional[float] = None
+    distance_m: Optional[float] = None
+    wavelength_A: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Bragg-peak detection (peakfinder8 parameter names and meaning)."""
+
+    mode: str = "peakfinder8"
+    backend: str = "auto"  #: auto | numpy | cupy
+    adc_threshold: float = 0.0
+    min_snr: float = 5.0
+    min_pixel_count: int = 2
+    max_pixel_count: int = 40
+    local_bg_radius: int = 3
+    min_res: float = 0.0  #: inner radius in pixels excluded from the search
+    max_res: float = 1.0e9  #: outer radius in pixels
+    max_num_peaks: int = 2048
+    radial_iterations: int = 5
+
+    def validate(self) -> None:
+        _choice("detect.mode", self.mode, DETECT_MODES)
+        _choice("detect.backend", self.backend, ("auto", "numpy", "cupy"))
+        if self.min_pixel_count < 1 or self.max_pixel_count < self.min_pixel_count:
+            raise ConfigError("detect: need 1 <= min_pixel_count <= max_pixel_count")
+        if self.local_bg_radius < 1:
+            raise ConfigError("detect.local_bg_radius must be >= 1 pixel")
+
+
+@dataclass(frozen=True)
+class ClassifyConfig:
+    """Hit/miss decision: a torch model file, or a peak-count rule when ``model`` is null."""
+
+    model: Optional[str] = None  #: model file written by ``mpireduce train``
+    batch_size: int = 64
+    threshold: Optional[float] = None  #: null = the threshold stored in the model file
+    min_peaks: int = 10  #: peak-count rule: hit when n_peaks >= min_peaks (no model)
+    device: str = "auto"  #: auto | cpu | cuda
+
+    def validate(self) -> None:
+        _choice("classify.device", self.device, ("auto", "cpu", "cuda"))
+        if self.batch_size < 1:
+            raise ConfigError("classify.batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """The reduced CXI file rank 0 writes."""
+
+    path: str = "reduced.cxi"
+    compression: str = "bitshuffle-lz4"  #: bitshuffle-lz4 | zstd | gzip | none
+    keep: str = "hits"  #: hits = write frames classified as hits; none = tables only
+    checksum_inputs: bool = True  #: sha256 of every input file into the provenance
+
+    def validate(self) -> None:
+        _choice("output.compression", self.compression, COMPRESSION_CHOICES)
+        _choice("output.keep", self.keep, ("hits", "none"))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How work is split over MPI ranks."""
+
+    chunk_size: int = 8  #: events per work unit; chunks go round-robin to ranks
+    threads_per_rank: int = 1  #: numpy/torch threads on each rank
+    max_pending_sends: int = 4  #: chunks a rank may have in flight to rank 0
+
+    def validate(self) -> None:
+        if self.chunk_size < 1 or self.threads_per_rank < 1 or self.max_pending_sends < 1:
+            raise ConfigError("run.chunk_size, run.threads_per_rank and run.max_pending_sends must be >= 1")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A whole reduction job."""
+
+    schema_version: int = SCHEMA_VERSION
+    source: SourceConfig = field(default_factory=SourceConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    base_dir: str = field(default=".", metadata={"internal": True})
+
+    def validate(self) -> "JobConfig":
+        if self.schema_version != SCHEMA_VERSION:
+            raise ConfigError(
+                f"schema_version {self.schema_version} is not supported; this mpireduce reads {SCHEMA_VERSION}"
+            )
+        for section in (self.source, self.detect, self.classify, self.output, self.run):
+            section.validate()
+        return self
+
+    def resolve_path(self, path: str) -> Path:
+        """A path from the config, taken relative to the config file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def to_dict(self) -> dict:
+        """The config as plain data (no internal fields), for YAML/JSON output."""
+        data = dataclasses.asdict(self)
+        data.pop("base_dir")
+        data["source"]["files"] = list(data["source"]["files"])
+        return data
+
+    def to_yaml(self) -> str:
+        """Canonical YAML text of the resolved config (stable key order)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=True)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_yaml().encode()).hexdigest()
+
+
+def load_config(path: Union[str, Path], overrides: Optional[dict] = None) -> JobConfig:
+    """Read a YAML job file into a validated :class:`JobConfig`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read job file {path}: {exc.strerror}; check the path") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"job file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"job file {path} must hold a mapping of sections (source:, detect:, ...)")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    return config_from_dict(data, base_dir=str(path.resolve().parent))
+
+
+def config_from_dict(data: dict, base_dir: str = ".") -> JobConfig:
+    """Build a validated :class:`JobConfig` from plain data (e.g. parsed YAML)."""
+    config = _build(JobConfig, data, "")
+    return dataclasses.replace(config, base_dir=base_dir).validate()
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in valid:
+            raise ConfigError(_unknown_key_message(where, key, valid))
+        name = f"{where}.{key}" if where else key
+        kwargs[key] = _convert(hints[key], value, name)
+    return cls(**kwargs)
+
+
+def _convert(hint, value, name: str):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value if value is not None else {}, name)
+    optional = get_origin(hint) is Union and type(None) in get_args(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name} must not be null")
+    base = next(a for a in get_args(hint) if a is not type(None)) if optional else hint
+    if base is tuple:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{name} must be a string or a list of strings")
+        return tuple(items)
+    if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if base is bool and isinstance(value, bool):
+        return value
+    if base in (int, str) and isinstance(value, base) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"{name} must be {base.__name__}, got {value!r}")
+
+
+def _unknown_key_message(where: str, key: str, valid: list) -> str:
+    section = where or "top level"
+    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
+    return f"unknown config key {key!r} in {section}: {hint}"
+
+
+def _choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), list(choices), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{name} = {value!r} is not one of {', '.join(choices)}{hint}")
+
+
+def _set_dotted(data: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
