@@ -18,7 +18,7 @@ import yaml
 from .errors import ConfigError
 
 SCHEMA_VERSION = 1
-COMPRESSION_CHOICES = ("bitshuffle-lz4", "zstd", "gzip", "none")
+from .compression import COMPRESSION_CHOICES
 DETECT_MODES = ("peakfinder8",)
 
 

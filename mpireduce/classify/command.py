@@ -1,0 +1,237 @@
+"""``mpireduce train``: fit a hit/miss CNN on simulated (or labelled) CXI runs.
+
+Steps: read every frame once, find its peaks with the team's detector, apply the
+:class:`InputTransform`; label events (simulator truth, or seed 001's peak-count
+quartiles); train (:mod:`.train`); save the model with its provenance (:mod:`.model`).
+torch, h5py and the detector are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from ..config import DetectConfig, GeometryConfig
+from ..errors import InputError
+from ..geometry import DETECTOR_GROUP, DetectorGeometry
+from .transform import InputTransform
+
+log = logging.getLogger(__name__)
+
+DATA_PATH = "/entry_1/data_1/data"
+MASK_PATH = "/entry_1/data_1/mask"
+LABEL_SOURCES = ("truth", "peaks")
+KIND_NAMES = ("miss", "hit", "weak", "multi")  #: simulator truth kinds; all but "miss" are hits
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mpireduce train``."""
+    parser.add_argument("runs", nargs="+", metavar="RUN.h5", help="CXI run files to train on")
+    parser.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="model file to write")
+    parser.add_argument("--labels", choices=LABEL_SOURCES, default="truth",
+                        help="truth: simulator truth sidecar; peaks: top/bottom peak-count quartiles (seed 001)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3,
+                        help="initial learning rate, cosine-decayed (seed 001: sgd 0.002)")
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=128,
+                        help="side of the max-pooled input image, in cells (default %(default)s)")
+    parser.add_argument("--width", type=int, default=8, help="channels of the first conv block")
+    parser.add_argument("--target-sensitivity", type=float, default=1.0,
+                        help="fraction of validation hits the chosen threshold must keep")
+    parser.add_argument("--max-events", type=int, default=0, help="use at most this many events per run (0 = all)")
+    parser.add_argument("--detect-config", metavar="JOB.yaml",
+                        help="take detect: (and geometry:) settings from this job file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+
+
+@dataclass
+class Prepared:
+    """Inputs of every event of the training runs, and where each came from."""
+
+    inputs: np.ndarray  #: (N, C, size, size) float32
+    n_peaks: np.ndarray  #: (N,) int
+    run: np.ndarray  #: (N,) index into the run list
+    event: np.ndarray  #: (N,) index inside its run
+
+
+def read_geometry(handle, path: str, overrides: GeometryConfig) -> DetectorGeometry:
+    """Frame shape, beam centre and mask of one open CXI file (config values win)."""
+    if DATA_PATH not in handle or handle[DATA_PATH].ndim != 3:
+        raise InputError(f"{path} has no (N, ss, fs) frame stack at {DATA_PATH}; is it a CXI run?")
+    shape = tuple(handle[DATA_PATH].shape[1:])
+    mask = (handle[MASK_PATH][()] != 0).astype(np.int8) if MASK_PATH in handle else np.ones(shape, np.int8)
+    centre = {}
+    for axis, size in (("fs", shape[1]), ("ss", shape[0])):
+        key = f"{DETECTOR_GROUP}/beam_center_{axis}_px"
+        configured = getattr(overrides, f"beam_center_{axis}")
+        centre[axis] = configured if configured is not None else (
+            float(handle[key][()]) if key in handle else (size - 1) / 2)
+    return DetectorGeometry(shape=shape, beam_center_fs=centre["fs"], beam_center_ss=centre["ss"], mask=mask)
+
+
+def default_detector_factory(detect: DetectConfig) -> Callable[[DetectorGeometry], object]:
+    """Builds the team's peak detector (anything with ``find(frame) -> PeakTable``)."""
+    from ..backend import get_backend
+    from ..detect import make_detector
+
+    backend = get_backend(detect.backend)
+    return lambda geometry: make_detector(detect, geometry, backend)
+
+
+def prepare_runs(paths: List[str], transform: InputTransform, detector_factory, geometry: GeometryConfig,
+                 max_events: int = 0) -> Prepared:
+    """Detect peaks in and transform every frame of ``paths`` (read one frame at a time)."""
+    import h5py
+    import hdf5plugin  # noqa: F401  (compressed simulated runs)
+
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise InputError(f"training run(s) not found: {', '.join(missing)}; check the paths")
+    inputs, n_peaks, runs, events = [], [], [], []
+    for run_no, path in enumerate(paths):
+        with h5py.File(path, "r") as handle:
+            geom = read_geometry(handle, path, geometry)
+            detector = detector_factory(geom)
+            data = handle[DATA_PATH]
+            count = len(data) if not max_events else min(len(data), max_events)
+            for index in range(count):
+                frame = data[index]
+                peaks = detector.find(frame)
+                inputs.append(transform.apply(frame, geom.mask, peaks))
+                n_peaks.append(len(peaks))
+        runs += [run_no] * count
+        events += range(count)
+    if not inputs:
+        raise InputError("the training runs hold no frames")
+    return Prepared(np.stack(inputs), np.array(n_peaks), np.array(runs), np.array(events))
+
+
+def truth_kinds(paths: List[str], prepared: Prepared, reader: Optional[Callable] = None) -> np.ndarray:
+    """Truth kind name of every prepared event, from the simulator's truth sidecar."""
+    if reader is None:
+        from ..simulate import read_truth as reader
+    names = []
+    for run_no, path in enumerate(paths):
+        truth = reader(path)
+        kinds = np.asarray(truth.kind)
+        if kinds.dtype.kind in "iu":
+            kinds = np.asarray(getattr(truth, "kind_names", KIND_NAMES))[kinds]
+        needed = int(prepared.event[prepared.run == run_no].max(initial=-1)) + 1
+        if len(kinds) < needed:
+            raise InputError(f"truth for {path} lists {len(kinds)} events but the run has {needed}; "
+                             "is it the right sidecar?")
+        names.append(np.char.decode(kinds) if kinds.dtype.kind == "S" else kinds.astype(str))
+    return np.array([names[r][e] for r, e in zip(prepared.run, prepared.event)])
+
+
+def peak_quartile_labels(n_peaks: np.ndarray) -> np.ndarray:
+    """Seed 001: top quartile of peak counts = hit (1), bottom quartile = miss (0), rest -1.
+
+    Counts tied with a quartile boundary join that quartile (runs with many peak-less misses
+    thus label all of them as misses); counts must separate, or there is nothing to learn.
+    """
+    low, high = np.percentile(n_peaks, [25, 75])
+    if high <= low:
+        raise InputError(f"peak counts do not separate (25th and 75th percentiles are both {low:g}); "
+                         "use --labels truth or adjust the detector settings")
+    labels = np.full(len(n_peaks), -1, np.int64)
+    labels[n_peaks <= low] = 0
+    labels[n_peaks >= high] = 1
+    return labels
+
+
+def recall_by_kind(kinds: np.ndarray, decided: np.ndarray) -> dict:
+    """Fraction of events of each truth kind decided as hits."""
+    return {str(k): float(np.mean(decided[kinds == k])) for k in np.unique(kinds)}
+
+
+def main(args: argparse.Namespace, detector_factory=None, truth_reader=None) -> int:
+    """Run ``mpireduce train``; the two hooks let tests swap in stand-ins."""
+    from . import train as training
+    from .model import save_model
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out} exists; choose another -o or pass --overwrite")
+    detect, geometry = _detect_settings(args.detect_config)
+    transform = InputTransform(size=args.size)
+    clock = time.perf_counter()
+    prepared = prepare_runs(args.runs, transform, detector_factory or default_detector_factory(detect),
+                            geometry, args.max_events)
+    seconds = {"prepare": round(time.perf_counter() - clock, 2)}
+    print(f"prepared {len(prepared.inputs)} events in {seconds['prepare']:.1f} s")
+    kinds = truth_kinds(args.runs, prepared, truth_reader) if args.labels == "truth" else None
+    labels = (kinds != "miss").astype(np.int64) if kinds is not None else peak_quartile_labels(prepared.n_peaks)
+    used = np.flatnonzero(labels >= 0)
+    options = _train_options(args)
+    clock = time.perf_counter()
+    result = training.fit(prepared.inputs[used], labels[used], options, report=print)
+    seconds["train"] = round(time.perf_counter() - clock, 2)
+    metrics = dict(result.metrics)
+    if kinds is not None:
+        metrics["recall_by_kind"] = recall_by_kind(kinds[used][result.val_index], result.val_scores >= result.threshold)
+    metadata = _metadata(args, transform, detect, options, result, metrics, labels, seconds)
+    sha = save_model(out, result.model, metadata)
+    print(_summary(metrics, out, sha))
+    return 0
+
+
+def _train_options(args: argparse.Namespace):
+    from .train import TrainOptions
+
+    return TrainOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        val_fraction=args.val_fraction, seed=args.seed, width=args.width,
+        target_sensitivity=args.target_sensitivity)
+
+
+def _metadata(args, transform, detect, options, result, metrics, labels, seconds) -> dict:
+    """Everything the model file records about how it was made."""
+    from .. import __version__
+    from .model import file_sha256
+
+    return {
+        "transform": transform.to_dict(),
+        "threshold": result.threshold,
+        "label_source": args.labels,
+        "training_data": [{"file": Path(p).name, "sha256": file_sha256(p)} for p in args.runs],
+        "events": {"total": len(labels), "hits": int(np.sum(labels == 1)), "misses": int(np.sum(labels == 0))},
+        "detect": dataclasses.asdict(detect),
+        "training": {**dataclasses.asdict(options), "loss_history": [round(v, 5) for v in result.history]},
+        "validation": metrics,
+        "seconds": seconds,
+        "mpireduce_version": __version__,
+    }
+
+
+def _detect_settings(job_file: Optional[str]):
+    if not job_file:
+        return DetectConfig(), GeometryConfig()
+    from ..config import load_config
+
+    job = load_config(job_file)
+    return job.detect, job.geometry
+
+
+def _summary(metrics: dict, out: Path, sha: str) -> str:
+    lines = [
+        f"{metrics['split']} ({metrics['n_val']} events): threshold {metrics['threshold']:.3f}, "
+        f"sensitivity {metrics['sensitivity']:.3f}, specificity {metrics['specificity']:.3f}, "
+        f"accuracy {metrics['accuracy']:.3f}",
+    ]
+    if "recall_by_kind" in metrics:
+        rates = ", ".join(f"{k} {v:.3f}" for k, v in metrics["recall_by_kind"].items())
+        lines.append(f"hit rate by truth kind: {rates}")
+    lines.append(f"wrote {out} (sha256 {sha[:16]}...)")
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Batched hit/miss decisions: the one interface the reduction job uses.
+
+Per event the job calls ``prepare(frame, mask, peaks)`` (cheap, host-side); per chunk it
+stacks those inputs and calls ``scores`` once, then ``decide``::
+
+    clf = make_classifier(job.classify, base_dir=job.base_dir)
+    inputs = prepare_batch(clf, events)          # events: (frame, mask, peaks) tuples
+    scores = clf.scores(inputs)                  # (B,) float32 in [0, 1]
+    hits = clf.decide(scores)                    # (B,) bool
+
+Both classifiers score in [0, 1] with ``hit = score >= threshold``, so output files
+read the same whichever produced them. torch is only imported when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, Iterable, Optional, Protocol, Tuple
+
+import numpy as np
+
+from ..config import ClassifyConfig
+from ..errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import LoadedModel
+
+
+class Classifier(Protocol):
+    """Scores events in batches; higher score = more hit-like."""
+
+    name: str
+    threshold: float
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        """Shape of one prepared input (to build empty batches)."""
+
+    def prepare(self, frame: np.ndarray, mask: Optional[np.ndarray], peaks) -> np.ndarray:
+        """One event's input, a float32 array of ``input_shape``."""
+
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        """Scores (B,) float32 in [0, 1] for stacked inputs (B, *input_shape)."""
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """Hit decisions (B,) bool: ``scores >= threshold``."""
+
+    def describe(self) -> dict:
+        """Plain data for the output's provenance (kind, model sha256, threshold...)."""
+
+
+class CnnClassifier:
+    """A trained :class:`~mpireduce.classify.model.HitCNN` run in batches of ``batch_size``."""
+
+    name = "cnn"
+
+    def __init__(self, model: "LoadedModel", batch_size: int = 64, threshold: Optional[float] = None) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.model = model
+        self.batch_size = batch_size
+        self.threshold = float(model.threshold if threshold is None else threshold)
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return self.model.transform.output_shape
+
+    def prepare(self, frame: np.ndarray, mask: Optional[np.ndarray], peaks) -> np.ndarray:
+        return self.model.transform.apply(frame, mask, peaks)
+
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        out = np.empty(len(inputs), np.float32)
+        for start in range(0, len(inputs), self.batch_size):
+            stop = start + self.batch_size
+            out[start:stop] = self.model.predict(inputs[start:stop])
+        return out
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) >= self.threshold
+
+    def detect_differences(self, detect) -> Dict[str, tuple]:
+        """``{field: (at training, now)}`` for detector settings (a :class:`DetectConfig`)
+        that differ from those the model was trained with: its ``peaks`` channel then
+        sees different peaks, and the job should warn. ``backend`` is ignored."""
+        trained = self.model.metadata.get("detect") or {}
+        now = dataclasses.asdict(detect)
+        return {k: (trained[k], now[k]) for k in trained if k != "backend" and k in now and trained[k] != now[k]}
+
+    def describe(self) -> dict:
+        return {
+            "kind": self.name,
+            "model": self.model.path,
+            "model_sha256": self.model.sha256,
+            "threshold": self.threshold,
+            "batch_size": self.batch_size,
+            "device": self.model.device,
+            "transform": self.model.transform.to_dict(),
+        }
+
+
+class PeakCountRule:
+    """The conventional rule: hit when a frame has at least ``min_peaks`` peaks.
+
+    The score is ``n / (n + min_peaks)``, a monotone map of the peak count ``n`` into
+    [0, 1) that equals 0.5 exactly at ``n == min_peaks``; so ``score >= 0.5`` is
+    ``n >= min_peaks``. With ``min_peaks == 0`` every frame scores 1 (all hits).
+    """
+
+    name = "peak-count"
+    threshold = 0.5
+
+    def __init__(self, min_peaks: int) -> None:
+        if min_peaks < 0:
+            raise ValueError("min_peaks must be >= 0")
+        self.min_peaks = int(min_peaks)
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return (1,)
+
+    def prepare(self, frame: np.ndarray, mask: Optional[np.ndarray], peaks) -> np.ndarray:
+        return np.array([len(peaks)], np.float32)
+
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        counts = np.asarray(inputs, np.float64).reshape(len(inputs), -1)[:, 0]
+        if self.min_peaks == 0:
+            return np.ones(len(counts), np.float32)
+        return (counts / (counts + self.min_peaks)).astype(np.float32)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) >= self.threshold
+
+    def describe(self) -> dict:
+        return {"kind": self.name, "min_peaks": self.min_peaks, "threshold": self.threshold}
+
+
+def prepare_batch(classifier: Classifier, events: Iterable[tuple]) -> np.ndarray:
+    """Stack ``classifier.prepare`` of ``(frame, mask, peaks)`` tuples; (0, ...) when empty."""
+    inputs = [classifier.prepare(frame, mask, peaks) for frame, mask, peaks in events]
+    if not inputs:
+        return np.empty((0, *classifier.input_shape), np.float32)
+    return np.stack(inputs)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` must be usable."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("classify.device is 'cuda' but torch sees no GPU here; set classify.device: auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"classify.device = {name!r} is not one of auto, cpu, cuda")
+    return name
+
+
+def make_classifier(config: ClassifyConfig, base_dir: str = ".") -> Classifier:
+    """The classifier ``config`` asks for: a CNN when ``config.model`` is set, else the peak rule.
+
+    A relative model path is taken relative to ``base_dir`` (the job file's folder);
+    ``config.threshold`` overrides the threshold stored in the model file.
+    """
+    if not config.model:
+        return PeakCountRule(config.min_peaks)
+    from .model import load_model
+
+    path = Path(config.model).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    model = load_model(path, device=resolve_device(config.device))
+    return CnnClassifier(model, batch_size=config.batch_size, threshold=config.threshold)

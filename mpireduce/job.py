@@ -1,0 +1,244 @@
+"""``mpireduce run JOB.yaml``: the reduction job, plain or under ``mpiexec -n N``.
+
+1. Rank 0 checks everything a job needs (config, inputs, model, output path) before
+   any work starts, and broadcasts either the plan or the error (exit 2 on all ranks).
+2. Every rank reads, detects and classifies its chunks; rank 0 also writes results in
+   chunk order as they arrive (see :mod:`mpireduce.gather`).
+3. Rank 0 adds statistics and provenance and renames the file into place.
+
+An unhandled exception on any rank aborts the whole MPI job (no hang, no final file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from .config import JobConfig, load_config
+from .errors import ConfigError, MpiReduceError
+from .geometry import DetectorGeometry
+from .sources import EventIndex
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    """Arguments of ``mpireduce run``."""
+    parser.add_argument("job", help="job file (YAML); see jobs/demo.yaml")
+    parser.add_argument("-o", "--output", help="output file (overrides output.path)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set detect.min_snr=6 (repeatable)")
+
+
+def main(args) -> int:
+    """Run the job on ``MPI.COMM_WORLD`` (the only place the communicator is created)."""
+    from mpi4py import MPI
+
+    return run_job(args, MPI.COMM_WORLD)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything rank 0 checked, broadcast to all ranks."""
+
+    config: JobConfig
+    index: EventIndex
+    geometry: DetectorGeometry
+    output: Path
+    overwrite: bool
+
+
+def run_job(args, comm) -> int:
+    """Check, then reduce; returns the exit status of this rank."""
+    plan = _checked_plan(args, comm)
+    if plan is None:
+        return 2
+    try:
+        _reduce(plan, comm)
+    except Exception:
+        log.error("rank %d failed:\n%s", comm.Get_rank(), traceback.format_exc())
+        if comm.Get_size() > 1:
+            comm.Abort(1)
+        raise
+    return 0
+
+
+def _checked_plan(args, comm) -> Optional[Plan]:
+    """Rank 0 builds and checks the plan; every rank gets it, or None after an error."""
+    plan, error = None, None
+    if comm.Get_rank() == 0:
+        try:
+            plan = _make_plan(args)
+        except MpiReduceError as exc:
+            error = exc
+    plan, failed = comm.bcast((plan, error is not None), root=0)
+    if error is not None:
+        raise error  # rank 0: the CLI prints it on one line and exits 2
+    return None if failed else plan
+
+
+def _make_plan(args) -> Plan:
+    from .instrument import load_geometry
+    from .sources import open_source
+    from .writer import check_output_path
+
+    config = load_config(args.job, overrides=_parse_overrides(args.overrides))
+    output = Path(args.output) if args.output else config.resolve_path(config.output.path)
+    check_output_path(output, args.overwrite)
+    config = _with_resolved_model(config)
+    index = open_source(config)
+    geometry = load_geometry(config, index)
+    _make_classifier(config)  # fails now on a missing or corrupt model file
+    return Plan(config, index, geometry, output, args.overwrite)
+
+
+def _parse_overrides(pairs: list) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {pair!r}: write KEY=VALUE, e.g. --set detect.min_snr=6")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def _with_resolved_model(config: JobConfig) -> JobConfig:
+    if not config.classify.model:
+        return config
+    model = str(config.resolve_path(config.classify.model).resolve())
+    return dataclasses.replace(config, classify=dataclasses.replace(config.classify, model=model))
+
+
+def _make_classifier(config: JobConfig):
+    if config.classify.model is None:
+        from .classify.infer import PeakCountRule
+
+        return PeakCountRule(config.classify.min_peaks)
+    from .classify import make_classifier
+
+    return make_classifier(config.classify)
+
+
+def _reduce(plan: Plan, comm) -> None:
+    from .backend import get_backend
+    from .detect import make_detector
+    from .gather import RankStats, ResultSender, chunk_bounds, my_chunks, n_chunks, results_in_order
+    from .process import ChunkProcessor
+    from .sources import FrameReader
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    config = plan.config
+    started = _utc_now()
+    detector = make_detector(config.detect, plan.geometry, get_backend(config.detect.backend))
+    classifier = _make_classifier(config)
+    _limit_threads(config.run.threads_per_rank)
+    processor = ChunkProcessor(FrameReader(plan.index), detector, classifier,
+                               plan.geometry.mask, keep_frames=config.output.keep == "hits")
+    total = n_chunks(plan.index.n_events, config.run.chunk_size)
+    stats = RankStats(rank=rank, host=_host())
+    t0 = time.perf_counter()
+
+    def process(chunk: int):
+        result = processor.process(chunk, *chunk_bounds(chunk, config.run.chunk_size, plan.index.n_events), rank)
+        stats.add(result)
+        return result
+
+    writer = _open_writer(plan) if rank == 0 else None
+    if rank == 0:
+        for result in results_in_order(comm, total, process):
+            writer.append(result)
+    else:
+        sender = ResultSender(comm, config.run.max_pending_sends)
+        for chunk in my_chunks(rank, size, total):
+            sender.send(process(chunk))
+        sender.flush()
+    stats.seconds_wall = time.perf_counter() - t0
+    processor.reader.close()
+    hashes = _hash_inputs(plan, comm)
+    all_stats = comm.gather(stats, root=0)
+    if rank == 0:
+        _finish(plan, writer, all_stats, hashes, started, detector.backend.name, comm)
+
+
+def _open_writer(plan: Plan):
+    from .writer import ReducedWriter
+
+    first = plan.index.files[0]
+    return ReducedWriter(plan.output, geometry=plan.geometry, frame_dtype=first.dtype,
+                         compression=plan.config.output.compression, max_peaks=plan.config.detect.max_num_peaks,
+                         source_files=[f.path for f in plan.index.files])
+
+
+def _hash_inputs(plan: Plan, comm) -> dict:
+    """sha256 of each input file, the files shared out over ranks; {} when disabled."""
+    from .provenance import sha256_file
+
+    if not plan.config.output.checksum_inputs:
+        return {}
+    rank, size = comm.Get_rank(), comm.Get_size()
+    mine = {i: sha256_file(f.path) for i, f in enumerate(plan.index.files) if i % size == rank}
+    merged = {}
+    for part in comm.gather(mine, root=0) or []:
+        merged.update(part)
+    return merged
+
+
+def _finish(plan: Plan, writer, all_stats: list, hashes: dict, started: str, backend: str, comm) -> None:
+    from .report import job_statistics, print_summary
+
+    statistics = job_statistics(all_stats)
+    provenance = _provenance(plan, all_stats, hashes, started, backend, comm)
+    path = writer.finish(statistics, provenance)
+    print_summary(path, statistics, plan.index)
+
+
+def _provenance(plan: Plan, all_stats: list, hashes: dict, started: str, backend: str, comm) -> dict:
+    from . import __version__
+    from .provenance import git_revision, library_versions, sha256_file
+
+    config = plan.config
+    inputs = [{"path": f.path, "size_bytes": f.size_bytes, "n_events": f.n_events,
+               "sha256": hashes.get(i, "not computed")} for i, f in enumerate(plan.index.files)]
+    classifier = {"kind": "cnn", "model": config.classify.model, "model_sha256": sha256_file(config.classify.model)} \
+        if config.classify.model else {"kind": "peak-count rule", "min_peaks": config.classify.min_peaks}
+    return {
+        "program": "mpireduce", "version": __version__, **git_revision(),
+        "command_line": _command_line(),
+        "config": config.to_yaml(), "config_sha256": config.sha256(),
+        "mpi_size": comm.Get_size(), "hosts": sorted({s.host for s in all_stats}),
+        "libraries": library_versions(used_cupy=backend == "cupy"), "array_backend": backend,
+        "inputs": inputs, "classifier": classifier, "start_utc": started, "end_utc": _utc_now(),
+    }
+
+
+def _limit_threads(n: int) -> None:
+    """Keep torch to ``n`` threads so ranks sharing a node don't oversubscribe its cores."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def _command_line() -> str:
+    program = os.path.basename(sys.argv[0])
+    return " ".join(["mpireduce" if program == "__main__.py" else program, *sys.argv[1:]])
+
+
+def _host() -> str:
+    from mpi4py import MPI
+
+    return MPI.Get_processor_name()
+
+
+def _utc_now() -> str:
+    from .provenance import utc_now
+
+    return utc_now()

@@ -1,0 +1,89 @@
+"""Per-rank work on one chunk of events: read, check, detect, classify.
+
+Bad frames (NaN/inf, wrong shape, unreadable) are not errors: they are skipped,
+counted and recorded with a status in the event table.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional
+
+import numpy as np
+
+from .detect.peaks import PeakTable
+from .results import ChunkResult
+from .sources import STATUS_NONFINITE, STATUS_OK, FrameReader
+
+#: test hook: the global event number at which processing raises (checks abort handling)
+FAULT_ENV = "MPIREDUCE_FAIL_AT_EVENT"
+
+
+class ChunkProcessor:
+    """Turns a range of events into a :class:`ChunkResult` on one rank."""
+
+    def __init__(self, reader: FrameReader, detector, classifier, mask: np.ndarray, keep_frames: bool = True):
+        self.reader = reader
+        self.detector = detector
+        self.classifier = classifier
+        self.mask = mask
+        self.keep_frames = keep_frames
+        fault = os.environ.get(FAULT_ENV)
+        self._fault_at: Optional[int] = int(fault) if fault else None
+
+    def process(self, chunk: int, start: int, stop: int, rank: int) -> ChunkResult:
+        """Read, detect and classify events ``[start, stop)``."""
+        clock = {"read": 0.0, "detect": 0.0, "classify": 0.0}
+        t0 = time.perf_counter()
+        frames, file_no, local, stamps, status = self.reader.read(start, stop)
+        clock["read"] = time.perf_counter() - t0
+        tables, inputs = self._detect(frames, status, start, clock)
+        t0 = time.perf_counter()
+        score, hit = self._classify(inputs, status)
+        clock["classify"] = time.perf_counter() - t0
+        peak_event, peaks = ChunkResult.flatten_peaks(tables)
+        kept = [frames[i] for i in np.flatnonzero(hit)] if self.keep_frames else []
+        return ChunkResult(
+            chunk=chunk, rank=rank, start=start, file_no=file_no, index_in_file=local,
+            timestamp=stamps, status=status, n_peaks=np.array([len(t) for t in tables], np.int32),
+            score=score, hit=hit, peak_event=peak_event, peaks=peaks, kept_frames=kept, seconds=clock,
+        )
+
+    def _detect(self, frames: list, status: np.ndarray, start: int, clock: dict):
+        tables, inputs = [], []
+        for row, frame in enumerate(frames):
+            self._maybe_fail(start + row)
+            if status[row] == STATUS_OK and not _finite(frame):
+                status[row] = STATUS_NONFINITE
+            if status[row] != STATUS_OK:
+                tables.append(PeakTable.empty())
+                inputs.append(None)
+                continue
+            t0 = time.perf_counter()
+            peaks = self.detector.find(frame)
+            t1 = time.perf_counter()
+            inputs.append(self.classifier.prepare(frame, self.mask, peaks))
+            clock["detect"] += t1 - t0
+            clock["classify"] += time.perf_counter() - t1
+            tables.append(peaks)
+        return tables, inputs
+
+    def _classify(self, inputs: list, status: np.ndarray):
+        score = np.full(len(inputs), np.nan, np.float32)
+        hit = np.zeros(len(inputs), bool)
+        ok = np.flatnonzero(status == STATUS_OK)
+        if len(ok):
+            score[ok] = self.classifier.scores(np.stack([inputs[i] for i in ok]))
+            hit[ok] = self.classifier.decide(score[ok])
+        return score, hit
+
+    def _maybe_fail(self, event: int) -> None:
+        if self._fault_at is not None and event == self._fault_at:
+            raise RuntimeError(f"{FAULT_ENV}={event}: injected failure for testing")
+
+
+def _finite(frame: np.ndarray) -> bool:
+    if frame.dtype.kind != "f":
+        return True
+    return bool(np.isfinite(frame).all())
