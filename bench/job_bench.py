@@ -52,7 +52,7 @@ def prepare(frames: int, detector: str, model: str | None) -> tuple:
                 mpireduce("simulate", train, "--frames", 200, "--hit-fraction", 0.4, "--detector", detector,
                           "--seed", 404)
             mpireduce("train", train, "-o", model, "--labels", "truth")
-    return run, Path(model)
+    return run, Path(model).resolve()
 
 
 def write_job(run: Path, model: Path, out: Path) -> Path:
@@ -98,27 +98,35 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=160)
     parser.add_argument("--detector", default="1M")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved repeats; best of each is reported")
     parser.add_argument("--model", default=None, help="model file (default: train one for the bench)")
     args = parser.parse_args()
     run, model = prepare(args.frames, args.detector, args.model)
-    results = {}
-    for n in (1, 2):
-        out = OUT / f"reduced_np{n}.cxi"
-        job = write_job(run, model, out)
-        wall = mpireduce("run", job, "--overwrite", np_ranks=n)
-        results[n] = (job_stats(out), wall)
-    detect_fps = detection_alone(OUT / "reduced_np1.yaml")
+    results, detect_fps = {}, 0.0
+    for _ in range(args.repeat):  # interleaved repeats, best of each: the machine is shared and noisy
+        for n in (1, 2):
+            out = OUT / f"reduced_np{n}.cxi"
+            job = write_job(run, model, out)
+            wall = mpireduce("run", job, "--overwrite", np_ranks=n)
+            stats = job_stats(out)
+            if n not in results or stats["frames_per_second"] > results[n][0]["frames_per_second"]:
+                results[n] = (stats, wall)
+        detect_fps = max(detect_fps, detection_alone(OUT / "reduced_np1.yaml"))
     s1, wall1 = results[1]
     s2, wall2 = results[2]
-    job_fps_rank = s1["frames_per_second"]
-    overhead = detect_fps / job_fps_rank - 1.0
-    print(f"benchmark: {args.frames} frames of {args.detector}, 5% hits, model {model.name}, OMP_NUM_THREADS=1")
+    r1 = s1["per_rank"][0]
+    in_job_overhead = r1["seconds_wall"] / r1["seconds_detect"] - 1.0
+    print(f"benchmark: {args.frames} frames of {args.detector}, 5% hits, model {model.name}, OMP_NUM_THREADS=1, "
+          f"best of {args.repeat}")
     print(f"  detection alone (peer: same detector, frames in memory, 1 thread): {detect_fps:.2f} frames/s")
-    print(f"  whole job, 1 rank: {job_fps_rank:.2f} frames/s per rank "
-          f"-> overhead of I/O+classify+gather+write = {100 * overhead:.1f}% of detection time (target <= 30%)")
-    for r in s2["per_rank"]:
-        print(f"  whole job, 2 ranks: rank {r['rank']} {r['frames_per_second']:.2f} frames/s "
-              f"(read {r['seconds_read']:.1f} s, detect {r['seconds_detect']:.1f} s, classify {r['seconds_classify']:.1f} s)")
+    for n, stats in ((1, s1), (2, s2)):
+        for r in stats["per_rank"]:
+            print(f"  whole job, {n} rank(s): rank {r['rank']} {r['frames_per_second']:.2f} frames/s: "
+                  f"wall {r['seconds_wall']:.2f} s = read {r['seconds_read']:.2f} + detect {r['seconds_detect']:.2f} "
+                  f"+ classify {r['seconds_classify']:.2f} + gather/write/other "
+                  f"{r['seconds_wall'] - r['seconds_read'] - r['seconds_detect'] - r['seconds_classify']:.2f} s")
+    print(f"  overhead of I/O+classify+gather+write, 1 rank: {100 * in_job_overhead:.1f}% of the job's own detection "
+          f"time; {100 * (detect_fps / s1['frames_per_second'] - 1):.1f}% against detection alone (target <= 30%)")
     print(f"  speed-up 2 ranks / 1 rank: {s2['frames_per_second'] / s1['frames_per_second']:.2f}x on processing time, "
           f"{wall1 / wall2:.2f}x on command wall time incl. start-up ({wall1:.1f} s vs {wall2:.1f} s; target >= 1.7x)")
     return 0

@@ -38,7 +38,11 @@ def my_chunks(rank: int, size: int, total_chunks: int) -> range:
 
 
 class ResultSender:
-    """Sends results to rank 0 with non-blocking sends, keeping at most ``max_pending`` open."""
+    """Sends results to rank 0 with non-blocking sends, keeping at most ``max_pending`` open.
+
+    Large messages only move while the sender is inside MPI, so :meth:`progress` is
+    called between events to let open sends complete while this rank computes.
+    """
 
     def __init__(self, comm, max_pending: int):
         self.comm = comm
@@ -51,25 +55,77 @@ class ResultSender:
         while len(self._pending) > self.max_pending:
             self._pending.popleft().wait()
 
+    def progress(self) -> None:
+        """Let open sends advance; forget the ones that completed."""
+        while self._pending and self._pending[0].Test():
+            self._pending.popleft()
+
     def flush(self) -> None:
         """Wait until rank 0 has taken every result."""
         while self._pending:
             self._pending.popleft().wait()
 
 
-def results_in_order(comm, total_chunks: int, process_own: Callable[[int], object]) -> Iterator:
+class ResultCollector:
+    """On rank 0: receives workers' results early (non-blocking), at most ``max_pending`` per worker.
+
+    :meth:`progress` is called between rank 0's own events; :meth:`take` returns the next
+    result of one worker (MPI keeps messages from one sender in order).
+    """
+
+    def __init__(self, comm, max_pending: int):
+        self.comm = comm
+        self.max_pending = max_pending
+        self._incoming = {rank: deque() for rank in range(1, comm.Get_size())}
+
+    def progress(self) -> None:
+        """Start receiving messages that have arrived, while there is room for them."""
+        for source, queue in self._incoming.items():
+            for incoming in queue:
+                incoming.test()
+            while len(queue) < self.max_pending:
+                message = self.comm.improbe(source=source, tag=RESULT_TAG)
+                if message is None:
+                    break
+                queue.append(_Incoming(message.irecv()))
+
+    def take(self, source: int):
+        """The next result from ``source``, waiting for it if needed."""
+        queue = self._incoming[source]
+        if queue:
+            return queue.popleft().wait()
+        return self.comm.recv(source=source, tag=RESULT_TAG)
+
+
+class _Incoming:
+    """A pickled message being received; keeps the object once the request completes."""
+
+    def __init__(self, request):
+        self.request = request
+        self.done = False
+        self.value = None
+
+    def test(self) -> None:
+        if not self.done:
+            self.done, self.value = self.request.test()
+
+    def wait(self):
+        if not self.done:
+            self.value, self.done = self.request.wait(), True
+        return self.value
+
+
+def results_in_order(comm, total_chunks: int, process_own: Callable[[int], object],
+                     collector: ResultCollector) -> Iterator:
     """On rank 0: yield every chunk's result in chunk order.
 
-    Chunks of rank 0 are computed by ``process_own(chunk)``; the others are received
-    from their owners (MPI keeps messages from one sender in order).
+    Chunks of rank 0 are computed by ``process_own(chunk)`` (which should call
+    ``collector.progress`` between events); the others come from their owners.
     """
     size = comm.Get_size()
     for chunk in range(total_chunks):
         owner = chunk_owner(chunk, size)
-        if owner == 0:
-            yield process_own(chunk)
-            continue
-        result = comm.recv(source=owner, tag=RESULT_TAG)
+        result = process_own(chunk) if owner == 0 else collector.take(owner)
         if result.chunk != chunk:
             raise RuntimeError(f"rank {owner} sent chunk {result.chunk}, expected {chunk}")
         yield result

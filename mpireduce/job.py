@@ -81,6 +81,8 @@ def _checked_plan(args, comm) -> Optional[Plan]:
             plan = _make_plan(args)
         except MpiReduceError as exc:
             error = exc
+    else:
+        _warm_up_imports(args)
     plan, failed = comm.bcast((plan, error is not None), root=0)
     if error is not None:
         raise error  # rank 0: the CLI prints it on one line and exits 2
@@ -98,8 +100,18 @@ def _make_plan(args) -> Plan:
     config = _with_resolved_model(config)
     index = open_source(config)
     geometry = load_geometry(config, index)
-    _make_classifier(config)  # fails now on a missing or corrupt model file
+    # fails now on a missing or corrupt model file
+    _warn_detector_mismatch(_make_classifier(config), config)
     return Plan(config, index, geometry, output, args.overwrite)
+
+
+def _warm_up_imports(args) -> None:
+    """While rank 0 checks the job, other ranks import what they will need (torch takes seconds)."""
+    try:
+        if load_config(args.job, overrides=_parse_overrides(args.overrides)).classify.model:
+            import torch  # noqa: F401
+    except MpiReduceError:
+        pass  # rank 0 reports the error
 
 
 def _parse_overrides(pairs: list) -> dict:
@@ -120,19 +132,23 @@ def _with_resolved_model(config: JobConfig) -> JobConfig:
 
 
 def _make_classifier(config: JobConfig):
-    if config.classify.model is None:
-        from .classify.infer import PeakCountRule
-
-        return PeakCountRule(config.classify.min_peaks)
     from .classify import make_classifier
 
-    return make_classifier(config.classify)
+    return make_classifier(config.classify, base_dir=config.base_dir)
+
+
+def _warn_detector_mismatch(classifier, config: JobConfig) -> None:
+    differences = getattr(classifier, "detect_differences", lambda _: {})(config.detect)
+    for key, (trained, now) in differences.items():
+        log.warning("detect.%s is %r but the model was trained with %r: its peaks input will differ; "
+                    "retrain with --detect-config or match the setting", key, now, trained)
 
 
 def _reduce(plan: Plan, comm) -> None:
     from .backend import get_backend
     from .detect import make_detector
-    from .gather import RankStats, ResultSender, chunk_bounds, my_chunks, n_chunks, results_in_order
+    from .gather import (RankStats, ResultCollector, ResultSender, chunk_bounds, my_chunks, n_chunks,
+                         results_in_order)
     from .process import ChunkProcessor
     from .sources import FrameReader
 
@@ -142,10 +158,13 @@ def _reduce(plan: Plan, comm) -> None:
     detector = make_detector(config.detect, plan.geometry, get_backend(config.detect.backend))
     classifier = _make_classifier(config)
     _limit_threads(config.run.threads_per_rank)
-    processor = ChunkProcessor(FrameReader(plan.index), detector, classifier,
-                               plan.geometry.mask, keep_frames=config.output.keep == "hits")
+    exchange = (ResultCollector if rank == 0 else ResultSender)(comm, config.run.max_pending_sends)
+    processor = ChunkProcessor(FrameReader(plan.index), detector, classifier, plan.geometry.mask,
+                               keep_frames=config.output.keep == "hits", between_events=exchange.progress)
     total = n_chunks(plan.index.n_events, config.run.chunk_size)
     stats = RankStats(rank=rank, host=_host())
+    writer = _open_writer(plan) if rank == 0 else None
+    comm.Barrier()  # every rank ready: per-rank speed counts work, not start-up skew
     t0 = time.perf_counter()
 
     def process(chunk: int):
@@ -153,21 +172,19 @@ def _reduce(plan: Plan, comm) -> None:
         stats.add(result)
         return result
 
-    writer = _open_writer(plan) if rank == 0 else None
     if rank == 0:
-        for result in results_in_order(comm, total, process):
+        for result in results_in_order(comm, total, process, exchange):
             writer.append(result)
     else:
-        sender = ResultSender(comm, config.run.max_pending_sends)
         for chunk in my_chunks(rank, size, total):
-            sender.send(process(chunk))
-        sender.flush()
+            exchange.send(process(chunk))
+        exchange.flush()
     stats.seconds_wall = time.perf_counter() - t0
     processor.reader.close()
     hashes = _hash_inputs(plan, comm)
     all_stats = comm.gather(stats, root=0)
     if rank == 0:
-        _finish(plan, writer, all_stats, hashes, started, detector.backend.name, comm)
+        _finish(plan, writer, all_stats, hashes, started, detector.backend.name, classifier.describe(), comm)
 
 
 def _open_writer(plan: Plan):
@@ -193,31 +210,31 @@ def _hash_inputs(plan: Plan, comm) -> dict:
     return merged
 
 
-def _finish(plan: Plan, writer, all_stats: list, hashes: dict, started: str, backend: str, comm) -> None:
+def _finish(plan: Plan, writer, all_stats: list, hashes: dict, started: str, backend: str, classifier: dict,
+            comm) -> None:
     from .report import job_statistics, print_summary
 
     statistics = job_statistics(all_stats)
     provenance = _provenance(plan, all_stats, hashes, started, backend, comm)
+    provenance["classifier"] = classifier
     path = writer.finish(statistics, provenance)
     print_summary(path, statistics, plan.index)
 
 
 def _provenance(plan: Plan, all_stats: list, hashes: dict, started: str, backend: str, comm) -> dict:
     from . import __version__
-    from .provenance import git_revision, library_versions, sha256_file
+    from .provenance import git_revision, library_versions
 
     config = plan.config
     inputs = [{"path": f.path, "size_bytes": f.size_bytes, "n_events": f.n_events,
                "sha256": hashes.get(i, "not computed")} for i, f in enumerate(plan.index.files)]
-    classifier = {"kind": "cnn", "model": config.classify.model, "model_sha256": sha256_file(config.classify.model)} \
-        if config.classify.model else {"kind": "peak-count rule", "min_peaks": config.classify.min_peaks}
     return {
         "program": "mpireduce", "version": __version__, **git_revision(),
         "command_line": _command_line(),
         "config": config.to_yaml(), "config_sha256": config.sha256(),
         "mpi_size": comm.Get_size(), "hosts": sorted({s.host for s in all_stats}),
         "libraries": library_versions(used_cupy=backend == "cupy"), "array_backend": backend,
-        "inputs": inputs, "classifier": classifier, "start_utc": started, "end_utc": _utc_now(),
+        "inputs": inputs, "start_utc": started, "end_utc": _utc_now(),
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -23,8 +23,10 @@ FAULT_ENV = "MPIREDUCE_FAIL_AT_EVENT"
 class ChunkProcessor:
     """Turns a range of events into a :class:`ChunkResult` on one rank."""
 
-    def __init__(self, reader: FrameReader, detector, classifier, mask: np.ndarray, keep_frames: bool = True):
+    def __init__(self, reader: FrameReader, detector, classifier, mask: np.ndarray, keep_frames: bool = True,
+                 between_events: Callable[[], None] = lambda: None):
         self.reader = reader
+        self.between_events = between_events  # lets MPI messages progress while this rank computes
         self.detector = detector
         self.classifier = classifier
         self.mask = mask
@@ -41,7 +43,7 @@ class ChunkProcessor:
         tables, inputs = self._detect(frames, status, start, clock)
         t0 = time.perf_counter()
         score, hit = self._classify(inputs, status)
-        clock["classify"] = time.perf_counter() - t0
+        clock["classify"] += time.perf_counter() - t0
         peak_event, peaks = ChunkResult.flatten_peaks(tables)
         kept = [frames[i] for i in np.flatnonzero(hit)] if self.keep_frames else []
         return ChunkResult(
@@ -53,6 +55,7 @@ class ChunkProcessor:
     def _detect(self, frames: list, status: np.ndarray, start: int, clock: dict):
         tables, inputs = [], []
         for row, frame in enumerate(frames):
+            self.between_events()
             self._maybe_fail(start + row)
             if status[row] == STATUS_OK and not _finite(frame):
                 status[row] = STATUS_NONFINITE

@@ -114,6 +114,8 @@ class ReducedWriter:
         peaks = self.file.create_group("mpireduce/peaks")
         for name, dtype in PEAK_COLUMNS.items():
             peaks.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(16384,), **h5_compression("zstd"))
+        self._events = _ColumnBuffer(events, list(EVENT_COLUMNS))
+        self._peaks = _ColumnBuffer(peaks, list(PEAK_COLUMNS))
 
     def _write_instrument(self, geometry: DetectorGeometry) -> None:
         det = self.file.require_group(DETECTOR_GROUP)
@@ -163,19 +165,13 @@ class ReducedWriter:
         self.n_kept += len(rows)
 
     def _append_events(self, result: ChunkResult, kept_index: np.ndarray) -> None:
-        events = self.file["mpireduce/events"]
-        columns = {"file_index": result.file_no, "index_in_file": result.index_in_file,
-                   "timestamp": result.timestamp, "status": result.status, "n_peaks": result.n_peaks,
-                   "score": result.score, "hit": result.hit, "kept_index": kept_index}
-        for name, values in columns.items():
-            _extend(events[name], values)
+        self._events.add({"file_index": result.file_no, "index_in_file": result.index_in_file,
+                          "timestamp": result.timestamp, "status": result.status, "n_peaks": result.n_peaks,
+                          "score": result.score, "hit": result.hit, "kept_index": kept_index})
 
     def _append_peaks(self, result: ChunkResult) -> None:
-        peaks = self.file["mpireduce/peaks"]
-        _extend(peaks["event"], result.start + result.peak_event.astype(np.int64))
-        for name in PEAK_COLUMNS:
-            if name != "event":
-                _extend(peaks[name], result.peaks[name])
+        columns = {name: result.peaks[name] for name in PEAK_COLUMNS if name != "event"}
+        self._peaks.add(dict(columns, event=result.start + result.peak_event.astype(np.int64)))
 
     # -- finishing ----------------------------------------------------------------------
     def finish(self, statistics: dict, provenance) -> Path:
@@ -189,9 +185,33 @@ class ReducedWriter:
             else:
                 stats.attrs[key] = value
         write_provenance(self.file.create_group("mpireduce/provenance"), provenance)
+        self._events.flush()
+        self._peaks.flush()
         self.file.close()
         os.replace(self.tmp_path, self.path)
         return self.path
+
+
+class _ColumnBuffer:
+    """Rows for a group of 1-D datasets, written in blocks of ``rows`` (few HDF5 calls, bounded memory)."""
+
+    def __init__(self, group, names: list, rows: int = 16384):
+        self.group, self.names, self.rows = group, names, rows
+        self._parts: list = []
+        self._count = 0
+
+    def add(self, columns: dict) -> None:
+        self._parts.append(columns)
+        self._count += len(columns[self.names[0]])
+        if self._count >= self.rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._parts:
+            return
+        for name in self.names:
+            _extend(self.group[name], np.concatenate([part[name] for part in self._parts]))
+        self._parts, self._count = [], 0
 
 
 def _extend(dataset, values) -> None:

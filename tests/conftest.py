@@ -55,7 +55,9 @@ def trained_model(tmp_path_factory):
     run = folder / "train.h5"
     check(run_cli("simulate", run, "--frames", 120, "--hit-fraction", 0.4, "--detector", DETECTOR, "--seed", 77))
     model = folder / "hitfinder.pt"
-    check(run_cli("train", run, "-o", model, "--labels", "truth", "--epochs", 6, "--size", 64))
+    detect_config = write_job(folder, [run])  # train with the detector settings the jobs use
+    check(run_cli("train", run, "-o", model, "--labels", "truth", "--epochs", 15, "--size", 64,
+                  "--detect-config", detect_config))
     return model
 
 

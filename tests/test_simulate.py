@@ -269,7 +269,7 @@ def test_run_file_layout(run_file):
     with h5py.File(path, "r") as f:
         assert f["cxi_version"][()] == 150
         data = f["entry_1/data_1/data"]
-        assert data.shape == (n, *shape) and data.dtype == np.int32 and data.chunks == (1, *shape)
+        assert data.shape == (n, *shape) and data.dtype == np.uint16 and data.chunks == (1, *shape)
         assert f["entry_1/data_1/mask"].dtype == np.int8 and f["entry_1/data_1/mask"].shape == shape
         stamps = f["entry_1/data_1/timestamp"][()]
         assert stamps.dtype == np.uint64 and stamps.shape == (n,)

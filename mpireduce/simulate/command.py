@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--spot-sigma", type=float, default=d.spot_sigma_px, metavar="PX", help="rms spot size (%(default)s)")
     add("--crystal", choices=sorted(UNIT_CELLS), default=d.crystal, help="unit cell (default %(default)s)")
     add("--compression", choices=COMPRESSIONS, default=d.compression, help="(default %(default)s)")
+    add("--dtype", choices=("uint16", "int32"), default=d.dtype, help="stored pixel type (default %(default)s)")
     add("--overwrite", action="store_true", help="replace OUT.h5 and its truth file if they exist")
 
 
@@ -81,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         crystal=args.crystal,
         seed=args.seed,
         compression=args.compression,
+        dtype=args.dtype,
     ).validate()
 
 

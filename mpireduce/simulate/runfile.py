@@ -89,7 +89,7 @@ def simulate_run(
 
 
 def _create_run_file(run: h5py.File, config: SimulationConfig, layout: DetectorLayout) -> h5py.Dataset:
-    """Write the CXI metadata and return the empty (N, ss, fs) int32 frame dataset."""
+    """Write the CXI metadata and return the empty (N, ss, fs) frame dataset (``config.dtype``)."""
     run.attrs["simulation_config"] = config.to_json()
     run.attrs["generator"] = f"mpireduce.simulate {__version__}"
     run.create_dataset("cxi_version", data=150)
@@ -113,7 +113,7 @@ def _create_run_file(run: h5py.File, config: SimulationConfig, layout: DetectorL
     shape = (config.n_frames, *layout.shape)
     chunks = (1, *layout.shape)
     options = h5_compression(config.compression)
-    return data.create_dataset("data", shape=shape, dtype=np.int32, chunks=chunks, **options)
+    return data.create_dataset("data", shape=shape, dtype=np.dtype(config.dtype), chunks=chunks, **options)
 
 
 def _write_frames(frames: h5py.Dataset, config, layout, progress) -> dict:
@@ -122,13 +122,19 @@ def _write_frames(frames: h5py.Dataset, config, layout, progress) -> dict:
     spots, bases = [], []
     for i in range(config.n_frames):
         rendered = render_frame(config, i, layout)
-        frames[i] = rendered.frame
+        frames[i] = _saturate(rendered.frame, frames.dtype)
         kinds[i] = rendered.kind
         spots.append(rendered.spots)
         bases.append(rendered.bases)
         if progress is not None:
             progress(i + 1, config.n_frames)
     return {"kind": kinds, "spots": spots, "bases": bases}
+
+
+def _saturate(frame: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Counts clipped to what the stored pixel type holds (a 16-bit detector saturates)."""
+    info = np.iinfo(dtype)
+    return np.clip(frame, info.min, info.max).astype(dtype)
 
 
 def _write_truth(path: Path, config: SimulationConfig, truth: dict) -> None:

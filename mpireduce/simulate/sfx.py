@@ -71,6 +71,7 @@ class SimulationConfig:
     domain_size_um: float = 0.5
     seed: int = 0
     compression: str = "bitshuffle-lz4"  #: bitshuffle-lz4 | zstd | gzip | none
+    dtype: str = "uint16"  #: stored pixel type: uint16 (counts saturate at 65535, like 16-bit detectors) | int32
 
     def __post_init__(self) -> None:
         if self.pixel_size_m is None:
@@ -98,6 +99,8 @@ class SimulationConfig:
             raise ConfigError(f"compression {self.compression!r} is not one of {', '.join(COMPRESSIONS)}")
         if self.seed < 0:
             raise ConfigError("seed must be >= 0")
+        if self.dtype not in ("uint16", "int32"):
+            raise ConfigError(f"dtype {self.dtype!r} is not one of uint16, int32")
         return self
 
     @property
