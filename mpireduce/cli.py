@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "train": ("mpireduce.classify.command", "train a CNN hit/miss classifier on a simulated run"),
     "run": ("mpireduce.job", "reduce a run: detect, classify, gather and write (use under mpiexec)"),
     "inspect": ("mpireduce.inspect", "summarise a reduced output file"),
+    "evaluate": ("mpireduce.evaluate", "confusion matrix and per-class scores of a classifier on a labelled run"),
+    "convert": ("mpireduce.psana.convert", "convert a psana2 (xtc2) run to mpireduce's HDF5 run layout"),
 }
 
 

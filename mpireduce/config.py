@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 SCHEMA_VERSION = 1
 from .compression import COMPRESSION_CHOICES
-DETECT_MODES = ("peakfinder8",)
+DETECT_MODES = ("peakfinder8", "auto")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,9 @@ class GeometryConfig:
 
 @dataclass(frozen=True)
 class DetectConfig:
-    """Bragg-peak detection (peakfinder8 parameter names and meaning)."""
+    """Bragg-peak detection: ``peakfinder8`` (its parameter names and meaning) or ``auto``
+    (parameter-free: thresholds from each frame's own robust statistics; the
+    peakfinder8 parameters other than the pixel-count limits are then ignored)."""
 
     mode: str = "peakfinder8"
     backend: str = "auto"  #: auto | numpy | cupy
@@ -75,6 +77,23 @@ class DetectConfig:
             raise ConfigError("detect: need 1 <= min_pixel_count <= max_pixel_count")
         if self.local_bg_radius < 1:
             raise ConfigError("detect.local_bg_radius must be >= 1 pixel")
+
+
+@dataclass(frozen=True)
+class DescriptorConfig:
+    """Seed 000's descriptor: keypoint counts per (resolution shell x azimuthal sector)."""
+
+    enabled: bool = True
+    n_shells: int = 8
+    n_sectors: int = 8
+    d_max_A: float = 20.0  #: low-resolution edge of the first shell
+    d_min_A: float = 1.5  #: high-resolution edge of the last shell
+
+    def validate(self) -> None:
+        if self.n_shells < 1 or self.n_sectors < 1:
+            raise ConfigError("descriptor.n_shells and descriptor.n_sectors must be >= 1")
+        if not 0 < self.d_min_A < self.d_max_A:
+            raise ConfigError("descriptor: need 0 < d_min_A < d_max_A (Angstrom)")
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,7 @@ class JobConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -138,7 +158,7 @@ class JobConfig:
             raise ConfigError(
                 f"schema_version {self.schema_version} is not supported; this mpireduce reads {SCHEMA_VERSION}"
             )
-        for section in (self.source, self.detect, self.classify, self.output, self.run):
+        for section in (self.source, self.detect, self.descriptor, self.classify, self.output, self.run):
             section.validate()
         return self
 
