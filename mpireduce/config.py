@@ -26,7 +26,7 @@ DETECT_MODES = ("peakfinder8", "auto")
 class SourceConfig:
     """Where the events come from."""
 
-    kind: str = "cxi"  #: ``cxi``: HDF5/CXI files with a (N, ss, fs) frame stack
+    kind: str = "cxi"  #: ``cxi``: HDF5/CXI files with a (N, ss, fs) frame stack; ``images``: CBF/SMV/... via fabio
     files: tuple = ()  #: file paths or glob patterns, relative to the config file
     dataset: str = "/entry_1/data_1/data"  #: frame stack inside each file
     mask: Optional[str] = "/entry_1/data_1/mask"  #: (ss, fs) mask dataset, 1 = good; null = none
@@ -34,7 +34,7 @@ class SourceConfig:
     max_events: int = 0  #: 0 = all events
 
     def validate(self) -> None:
-        _choice("source.kind", self.kind, ("cxi",))
+        _choice("source.kind", self.kind, ("cxi", "images"))
         if not self.files:
             raise ConfigError("source.files is empty: give at least one HDF5/CXI file or glob pattern")
         if self.max_events < 0:

@@ -33,10 +33,13 @@ def load_geometry(config: JobConfig, index: EventIndex) -> DetectorGeometry:
     import h5py
 
     path = index.files[0].path
-    with h5py.File(path, "r") as handle:
-        values = {key: _value(config, handle, key) for key in _FILE_KEYS}
-        mask = _mask(config, handle, index.frame_shape, path)
-        panel_shape = _panel_shape(handle)
+    if index.files[0].kind == "image":
+        values, mask, panel_shape = _from_image_header(config, path)
+    else:
+        with h5py.File(path, "r") as handle:
+            values = {key: _value(config, handle, key) for key in _FILE_KEYS}
+            mask = _mask(config, handle, index.frame_shape, path)
+            panel_shape = _panel_shape(handle)
     ss, fs = index.frame_shape
     if values["beam_center_fs"] is None or values["beam_center_ss"] is None:
         log.warning("no beam centre in the config or in %s: using the frame centre; "
@@ -44,6 +47,17 @@ def load_geometry(config: JobConfig, index: EventIndex) -> DetectorGeometry:
         values["beam_center_fs"] = values["beam_center_fs"] if values["beam_center_fs"] is not None else (fs - 1) / 2
         values["beam_center_ss"] = values["beam_center_ss"] if values["beam_center_ss"] is not None else (ss - 1) / 2
     return DetectorGeometry(shape=(ss, fs), mask=mask, panel_shape=panel_shape, **values)
+
+
+def _from_image_header(config: JobConfig, path: str) -> tuple:
+    from .image_files import image_header_geometry, image_mask
+
+    header = image_header_geometry(path)
+    values = {}
+    for key in _FILE_KEYS:
+        configured = getattr(config.geometry, key)
+        values[key] = float(configured) if configured is not None else header.get(key)
+    return values, image_mask(path), None
 
 
 def _value(config: JobConfig, handle, key: str) -> Optional[float]:

@@ -160,10 +160,11 @@ def _reduce(plan: Plan, comm) -> None:
     _limit_threads(config.run.threads_per_rank)
     exchange = (ResultCollector if rank == 0 else ResultSender)(comm, config.run.max_pending_sends)
     processor = ChunkProcessor(FrameReader(plan.index), detector, classifier, plan.geometry.mask,
-                               keep_frames=config.output.keep == "hits", between_events=exchange.progress)
+                               keep_frames=config.output.keep == "hits", between_events=exchange.progress,
+                               descriptor=_make_descriptor(config, plan.geometry))
     total = n_chunks(plan.index.n_events, config.run.chunk_size)
     stats = RankStats(rank=rank, host=_host())
-    writer = _open_writer(plan) if rank == 0 else None
+    writer = _open_writer(plan, processor.descriptor) if rank == 0 else None
     comm.Barrier()  # every rank ready: per-rank speed counts work, not start-up skew
     t0 = time.perf_counter()
 
@@ -187,13 +188,27 @@ def _reduce(plan: Plan, comm) -> None:
         _finish(plan, writer, all_stats, hashes, started, detector.backend.name, classifier.describe(), comm)
 
 
-def _open_writer(plan: Plan):
+def _make_descriptor(config: JobConfig, geometry: DetectorGeometry):
+    """Seed 000's descriptor, or None when disabled or the geometry lacks the physics it needs."""
+    if not config.descriptor.enabled:
+        return None
+    if not geometry.has_physics():
+        log.warning("descriptor skipped: it needs geometry.pixel_size_m, distance_m and wavelength_A "
+                    "(in the config or the input files)")
+        return None
+    from .detect.descriptor import Descriptor
+
+    return Descriptor(config.descriptor, geometry)
+
+
+def _open_writer(plan: Plan, descriptor):
     from .writer import ReducedWriter
 
     first = plan.index.files[0]
     return ReducedWriter(plan.output, geometry=plan.geometry, frame_dtype=first.dtype,
                          compression=plan.config.output.compression, max_peaks=plan.config.detect.max_num_peaks,
-                         source_files=[f.path for f in plan.index.files])
+                         source_files=[f.path for f in plan.index.files],
+                         descriptor_names=tuple(descriptor.names) if descriptor else ())
 
 
 def _hash_inputs(plan: Plan, comm) -> dict:

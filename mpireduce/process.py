@@ -24,8 +24,9 @@ class ChunkProcessor:
     """Turns a range of events into a :class:`ChunkResult` on one rank."""
 
     def __init__(self, reader: FrameReader, detector, classifier, mask: np.ndarray, keep_frames: bool = True,
-                 between_events: Callable[[], None] = lambda: None):
+                 between_events: Callable[[], None] = lambda: None, descriptor=None):
         self.reader = reader
+        self.descriptor = descriptor  # seed 000's region counts per event, or None
         self.between_events = between_events  # lets MPI messages progress while this rank computes
         self.detector = detector
         self.classifier = classifier
@@ -46,10 +47,12 @@ class ChunkProcessor:
         clock["classify"] += time.perf_counter() - t0
         peak_event, peaks = ChunkResult.flatten_peaks(tables)
         kept = [frames[i] for i in np.flatnonzero(hit)] if self.keep_frames else []
+        descriptor = np.stack([self.descriptor.compute(t) for t in tables]) if self.descriptor else None
         return ChunkResult(
             chunk=chunk, rank=rank, start=start, file_no=file_no, index_in_file=local,
             timestamp=stamps, status=status, n_peaks=np.array([len(t) for t in tables], np.int32),
             score=score, hit=hit, peak_event=peak_event, peaks=peaks, kept_frames=kept, seconds=clock,
+            descriptor=descriptor,
         )
 
     def _detect(self, frames: list, status: np.ndarray, start: int, clock: dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class ChunkResult:
     peak_event: np.ndarray
     peaks: dict
     kept_frames: list
+    descriptor: Optional[np.ndarray] = None  #: (events, length) region counts, when computed
     seconds: dict = field(default_factory=dict)
 
     def __len__(self) -> int:

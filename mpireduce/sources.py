@@ -32,6 +32,7 @@ class InputFile:
     dtype: str
     size_bytes: int
     has_timestamp: bool
+    kind: str = "hdf5"  #: hdf5 (a frame stack) or image (a fabio-readable file)
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,13 @@ def open_source(config: JobConfig) -> EventIndex:
     import h5py
     import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4/zstd filters)
 
+    from .image_files import inspect_image_file
+
     src = config.source
-    files = [_inspect_file(path, src.dataset, src.timestamp) for path in expand_files(config)]
+    if src.kind == "images":
+        files = [inspect_image_file(path) for path in expand_files(config)]
+    else:
+        files = [_inspect_file(path, src.dataset, src.timestamp) for path in expand_files(config)]
     shape = files[0].frame_shape
     for f in files[1:]:
         if f.frame_shape != shape:
@@ -192,6 +198,10 @@ class FrameReader:
         n = end - begin
         if info.frame_shape != self.index.frame_shape:
             return np.full(n, STATUS_BAD_SHAPE, np.int8), [None] * n
+        if info.kind == "image":
+            from .image_files import read_image_frames
+
+            return np.zeros(n, np.int8), read_image_frames(info.path, begin, end)
         dset = self._handle(f)[self.index.dataset]
         try:
             block = dset[begin:end]

@@ -67,7 +67,7 @@ class ReducedWriter:
     """Appends chunk results in order and finishes the file atomically."""
 
     def __init__(self, path: Path, *, geometry: DetectorGeometry, frame_dtype: str, compression: str,
-                 max_peaks: int, source_files: list):
+                 max_peaks: int, source_files: list, descriptor_names: tuple = ()):
         import h5py
         import hdf5plugin  # noqa: F401
 
@@ -80,7 +80,7 @@ class ReducedWriter:
         self.file["cxi_version"] = 150
         self._create_frames(geometry, np.dtype(frame_dtype), compression)
         self._create_peaks_cxi()
-        self._create_tables(source_files)
+        self._create_tables(source_files, descriptor_names)
         self._write_instrument(geometry)
 
     # -- creation ---------------------------------------------------------------------
@@ -104,10 +104,16 @@ class ReducedWriter:
             result.create_dataset(name, (0, self.max_peaks), np.float32, maxshape=(None, self.max_peaks),
                                   chunks=(64, self.max_peaks), **h5_compression("bitshuffle-lz4"))
 
-    def _create_tables(self, source_files: list) -> None:
+    def _create_tables(self, source_files: list, descriptor_names: tuple) -> None:
         events = self.file.create_group("mpireduce/events")
         for name, dtype in EVENT_COLUMNS.items():
             events.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(8192,), **h5_compression("zstd"))
+        if descriptor_names:
+            n = len(descriptor_names)
+            events.create_dataset("descriptor", (0, n), np.float32, maxshape=(None, n), chunks=(1024, n),
+                                  **h5_compression("zstd"))
+            events["descriptor"].attrs["columns"] = json.dumps(list(descriptor_names))
+            events["descriptor"].attrs["meaning"] = "peak counts per resolution shell x azimuthal sector (seed 000)"
         events["status"].attrs["names"] = json.dumps(list(STATUS_NAMES))
         events["kept_index"].attrs["meaning"] = "row in /entry_1/data_1/data, -1 when the frame was not kept"
         events["source_files"] = np.array([str(p) for p in source_files], dtype=object)
@@ -142,6 +148,8 @@ class ReducedWriter:
             self._append_kept(result, kept_rows)
         self._append_events(result, kept_index)
         self._append_peaks(result)
+        if result.descriptor is not None:
+            _extend(self.file["mpireduce/events/descriptor"], result.descriptor)
         self.n_events += len(result)
 
     def _append_kept(self, result: ChunkResult, rows: np.ndarray) -> None:

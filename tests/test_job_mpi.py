@@ -129,3 +129,14 @@ def test_failure_on_one_rank_aborts_job(sim_run, tmp_path):
     assert proc.returncode != 0
     assert "injected failure" in proc.stderr
     assert not (tmp_path / "out.cxi").exists()
+
+
+def test_descriptor_stored_per_event(two_rank_output):
+    with h5py.File(two_rank_output[0], "r") as f:
+        descriptor = f["mpireduce/events/descriptor"][()]
+        columns = json.loads(f["mpireduce/events/descriptor"].attrs["columns"])
+        n_peaks = f["mpireduce/events/n_peaks"][()]
+    assert descriptor.shape == (len(n_peaks), len(columns)) == (len(n_peaks), 64)
+    assert (descriptor.sum(axis=1) <= n_peaks).all()
+    hits = n_peaks >= 20
+    assert (descriptor[hits].sum(axis=1) >= 0.5 * n_peaks[hits]).all()

@@ -9,6 +9,7 @@ from ..config import DetectConfig
 from ..errors import ConfigError
 from ..geometry import DetectorGeometry
 from .peaks import PeakTable
+from .auto import AutoDetector
 from .peakfinder8 import Peakfinder8
 
 
@@ -31,4 +32,6 @@ def make_detector(config: DetectConfig, geometry: DetectorGeometry, backend: Bac
     """
     if config.mode == "peakfinder8":
         return Peakfinder8(config, geometry, backend)
-    raise ConfigError(f"detect.mode = {config.mode!r} is not supported; use 'peakfinder8'")
+    if config.mode == "auto":
+        return AutoDetector(config, geometry, backend)
+    raise ConfigError(f"detect.mode = {config.mode!r} is not supported; use 'peakfinder8' or 'auto'")

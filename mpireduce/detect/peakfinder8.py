@@ -74,8 +74,7 @@ class Peakfinder8:
         radius = xp.asarray(geometry.radius_px()).ravel()
         good = xp.asarray(geometry.mask).astype(bool).ravel()
         self.search = good & (radius >= config.min_res) & (radius <= config.max_res)
-        self.structure = xp.ones((3, 3), dtype=bool)
-        self.window_ss, self.window_fs = _disk_offsets(xp, config.local_bg_radius)
+        self.window_ss, self.window_fs = disk_offsets(xp, config.local_bg_radius)
 
     def find(self, frame) -> PeakTable:
         """Peaks of one frame (any numeric dtype, shape ``geometry.shape``)."""
@@ -93,22 +92,12 @@ class Peakfinder8:
     def _components(self, seeds: Array) -> Candidates:
         """8-connected components of the (sorted) seed pixels, filtered by pixel count."""
         xp, cfg = self.backend.xp, self.config
-        if seeds.size > DENSE_FRACTION * self.search.size:
-            label, count = self._label_dense(seeds)
-        else:
-            label, count = label_sparse(xp, seeds, self.shape[1])
+        label, count = label_components(self.backend, seeds, self.shape)
         npix = xp.bincount(label, minlength=count)
         ok = (npix >= cfg.min_pixel_count) & (npix <= cfg.max_pixel_count)
         keep = ok[label]
         new_id = xp.cumsum(ok) - 1
         return Candidates(seeds[keep], new_id[label[keep]], int(ok.sum()))
-
-    def _label_dense(self, seeds: Array):
-        """``ndi.label`` over the whole frame: (component 0..n-1 of each seed, n)."""
-        image = self.backend.xp.zeros(self.search.size, dtype=bool)
-        image[seeds] = True
-        labels, count = self.backend.ndi.label(image.reshape(self.shape), structure=self.structure)
-        return labels.ravel()[seeds] - 1, int(count)
 
     def _measure(self, flat: Array, stats: RadialResult, cand: Candidates) -> PeakTable:
         """Local background, integration, selection and sorting of the candidates."""
@@ -143,21 +132,13 @@ class Peakfinder8:
     def _local_background(self, flat: Array, stats: RadialResult, rough_ss: Array, rough_fs: Array):
         """(mean, sigma, max) of the background disk around each centroid; NaN when too few."""
         xp = self.backend.xp
-        rows = xp.rint(rough_ss).astype(xp.int64)[:, None] + self.window_ss[None, :]
-        cols = xp.rint(rough_fs).astype(xp.int64)[:, None] + self.window_fs[None, :]
-        inside = (rows >= 0) & (rows < self.shape[0]) & (cols >= 0) & (cols < self.shape[1])
-        index = xp.where(inside, rows * self.shape[1] + cols, 0)
-        values = flat[index].astype(xp.float64)
         # masked pixels sit in the dump bin, whose threshold -inf rejects every value
         threshold = xp.concatenate([stats.threshold, xp.full(1, -xp.inf, stats.threshold.dtype)])
-        usable = inside & (values <= threshold[self.radial.bins[index]])
-        count = usable.sum(axis=1)
-        n = xp.maximum(count, 1)
-        mean = xp.where(usable, values, 0.0).sum(axis=1) / n
-        var = xp.where(usable, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / n
-        bg_max = xp.where(usable, values, -xp.inf).max(axis=1)
+        mean, sigma, bg_max, count = disk_background(
+            xp, flat, self.shape, (self.window_ss, self.window_fs), threshold, self.radial.bins,
+            rough_ss, rough_fs)
         few = count < MIN_BACKGROUND_PIXELS
-        return xp.where(few, xp.nan, mean), xp.sqrt(var), xp.where(few, -xp.inf, bg_max)
+        return xp.where(few, xp.nan, mean), sigma, xp.where(few, -xp.inf, bg_max)
 
     def _table(self, fs, ss, intensity, npix, max_value, snr) -> PeakTable:
         """Host PeakTable: float32 columns, int32 npix."""
@@ -168,12 +149,50 @@ class Peakfinder8:
                          host(snr.astype(f32)))
 
 
-def _disk_offsets(xp, radius: int):
+def disk_background(xp, flat: Array, shape: tuple, window: tuple, limit: Array, bins: Array,
+                    centre_ss: Array, centre_fs: Array):
+    """Background statistics on a disk around each (rounded) centre.
+
+    ``window`` is (d_ss, d_fs) from :func:`disk_offsets`; a pixel counts when it is on the
+    frame and its value is at most ``limit[bins[pixel]]`` (-inf excludes it). Returns
+    (mean, population sigma, max, count) per centre, in float64 (max -inf when none).
+    """
+    rows = xp.rint(centre_ss).astype(xp.int64)[:, None] + window[0][None, :]
+    cols = xp.rint(centre_fs).astype(xp.int64)[:, None] + window[1][None, :]
+    inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+    index = xp.where(inside, rows * shape[1] + cols, 0)
+    values = flat[index].astype(xp.float64)
+    usable = inside & (values <= limit[bins[index]])
+    count = usable.sum(axis=1)
+    n = xp.maximum(count, 1)
+    mean = xp.where(usable, values, 0.0).sum(axis=1) / n
+    var = xp.where(usable, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / n
+    bg_max = xp.where(usable, values, -xp.inf).max(axis=1)
+    return mean, xp.sqrt(var), bg_max, count
+
+
+def disk_offsets(xp, radius: int):
     """(d_ss, d_fs) int64 offsets of the square window clipped to a disk of ``radius``."""
     span = xp.arange(-radius, radius + 1, dtype=xp.int64)
     d_ss, d_fs = xp.meshgrid(span, span, indexing="ij")
     inside = d_ss * d_ss + d_fs * d_fs <= radius * radius
     return d_ss[inside], d_fs[inside]
+
+
+def label_components(backend: Backend, seeds: Array, shape: tuple):
+    """8-connected components of the sorted flat indices ``seeds`` on a frame of ``shape``.
+
+    Returns (component 0..n-1 of each seed, n): sparse labelling for few seeds, ``ndi.label``
+    over the frame when seeds exceed ``DENSE_FRACTION`` of it (same numbering).
+    """
+    xp = backend.xp
+    size = shape[0] * shape[1]
+    if seeds.size <= DENSE_FRACTION * size:
+        return label_sparse(xp, seeds, shape[1])
+    image = xp.zeros(size, dtype=bool)
+    image[seeds] = True
+    labels, count = backend.ndi.label(image.reshape(shape), structure=xp.ones((3, 3), dtype=bool))
+    return labels.ravel()[seeds] - 1, int(count)
 
 
 def label_sparse(xp, pixels: Array, width: int):
