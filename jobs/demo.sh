@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NP=${NP:-2}
-FRAMES=${FRAMES:-400}
+FRAMES=${FRAMES:-1000}
 mkdir -p demo
 [ -f demo/train.h5 ] || mpireduce simulate demo/train.h5 --frames 300 --hit-fraction 0.4 --seed 101
 [ -f demo/hitfinder.pt ] || mpireduce train demo/train.h5 -o demo/hitfinder.pt --labels truth --detect-config jobs/demo.yaml

@@ -24,7 +24,7 @@ from typing import Optional
 import yaml
 
 from .config import JobConfig, load_config
-from .errors import ConfigError, MpiReduceError
+from .errors import ConfigError
 from .geometry import DetectorGeometry
 from .sources import EventIndex
 
@@ -55,7 +55,6 @@ class Plan:
     index: EventIndex
     geometry: DetectorGeometry
     output: Path
-    overwrite: bool
 
 
 def run_job(args, comm) -> int:
@@ -79,13 +78,13 @@ def _checked_plan(args, comm) -> Optional[Plan]:
     if comm.Get_rank() == 0:
         try:
             plan = _make_plan(args)
-        except MpiReduceError as exc:
+        except Exception as exc:  # any failure must reach the other ranks, or they wait forever
             error = exc
     else:
         _warm_up_imports(args)
     plan, failed = comm.bcast((plan, error is not None), root=0)
     if error is not None:
-        raise error  # rank 0: the CLI prints it on one line and exits 2
+        raise error  # rank 0: an MpiReduceError prints as one line (exit 2); anything else as a traceback
     return None if failed else plan
 
 
@@ -100,9 +99,9 @@ def _make_plan(args) -> Plan:
     config = _with_resolved_model(config)
     index = open_source(config)
     geometry = load_geometry(config, index)
-    # fails now on a missing or corrupt model file
-    _warn_detector_mismatch(_make_classifier(config), config)
-    return Plan(config, index, geometry, output, args.overwrite)
+    _make_detector(config, geometry)  # fails now on e.g. backend cupy without a GPU
+    _warn_detector_mismatch(_make_classifier(config), config)  # fails now on a missing or corrupt model
+    return Plan(config, index, geometry, output)
 
 
 def _warm_up_imports(args) -> None:
@@ -110,8 +109,8 @@ def _warm_up_imports(args) -> None:
     try:
         if load_config(args.job, overrides=_parse_overrides(args.overrides)).classify.model:
             import torch  # noqa: F401
-    except MpiReduceError:
-        pass  # rank 0 reports the error
+    except Exception:  # noqa: BLE001  rank 0 reports the error
+        pass
 
 
 def _parse_overrides(pairs: list) -> dict:
@@ -131,6 +130,13 @@ def _with_resolved_model(config: JobConfig) -> JobConfig:
     return dataclasses.replace(config, classify=dataclasses.replace(config.classify, model=model))
 
 
+def _make_detector(config: JobConfig, geometry: DetectorGeometry):
+    from .backend import get_backend
+    from .detect import make_detector
+
+    return make_detector(config.detect, geometry, get_backend(config.detect.backend))
+
+
 def _make_classifier(config: JobConfig):
     from .classify import make_classifier
 
@@ -145,8 +151,6 @@ def _warn_detector_mismatch(classifier, config: JobConfig) -> None:
 
 
 def _reduce(plan: Plan, comm) -> None:
-    from .backend import get_backend
-    from .detect import make_detector
     from .gather import (RankStats, ResultCollector, ResultSender, chunk_bounds, my_chunks, n_chunks,
                          results_in_order)
     from .process import ChunkProcessor
@@ -155,7 +159,7 @@ def _reduce(plan: Plan, comm) -> None:
     rank, size = comm.Get_rank(), comm.Get_size()
     config = plan.config
     started = _utc_now()
-    detector = make_detector(config.detect, plan.geometry, get_backend(config.detect.backend))
+    detector = _make_detector(config, plan.geometry)
     classifier = _make_classifier(config)
     _limit_threads(config.run.threads_per_rank)
     exchange = (ResultCollector if rank == 0 else ResultSender)(comm, config.run.max_pending_sends)
