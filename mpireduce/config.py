@@ -26,16 +26,23 @@ DETECT_MODES = ("peakfinder8", "auto")
 class SourceConfig:
     """Where the events come from."""
 
-    kind: str = "cxi"  #: ``cxi``: HDF5/CXI files with a (N, ss, fs) frame stack; ``images``: CBF/SMV/... via fabio
+    kind: str = "cxi"  #: ``cxi``: HDF5/CXI frame stacks; ``images``: CBF/SMV/... via fabio; ``psana``: a run
     files: tuple = ()  #: file paths or glob patterns, relative to the config file
     dataset: str = "/entry_1/data_1/data"  #: frame stack inside each file
     mask: Optional[str] = "/entry_1/data_1/mask"  #: (ss, fs) mask dataset, 1 = good; null = none
     timestamp: Optional[str] = "/entry_1/data_1/timestamp"  #: (N,) event ids, optional in files
     max_events: int = 0  #: 0 = all events
+    exp: Optional[str] = None  #: kind psana: experiment name
+    run: Optional[int] = None  #: kind psana: run number
+    dir: Optional[str] = None  #: kind psana: data folder (shim: the folder of the HDF5 runs)
+    detector: Optional[str] = None  #: kind psana: area detector name, e.g. jungfrau
 
     def validate(self) -> None:
-        _choice("source.kind", self.kind, ("cxi", "images"))
-        if not self.files:
+        _choice("source.kind", self.kind, ("cxi", "images", "psana"))
+        if self.kind == "psana":
+            if not (self.exp and self.run is not None and self.detector):
+                raise ConfigError("source.kind psana needs source.exp, source.run and source.detector")
+        elif not self.files:
             raise ConfigError("source.files is empty: give at least one HDF5/CXI file or glob pattern")
         if self.max_events < 0:
             raise ConfigError("source.max_events must be >= 0 (0 means all events)")

@@ -33,7 +33,10 @@ def load_geometry(config: JobConfig, index: EventIndex) -> DetectorGeometry:
     import h5py
 
     path = index.files[0].path
-    if index.files[0].kind == "image":
+    if index.files[0].kind == "psana":
+        values = {key: getattr(config.geometry, key) for key in _FILE_KEYS}
+        mask, panel_shape = np.ones(index.frame_shape, np.int8), None
+    elif index.files[0].kind == "image":
         values, mask, panel_shape = _from_image_header(config, path)
     else:
         with h5py.File(path, "r") as handle:

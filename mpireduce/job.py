@@ -96,7 +96,7 @@ def _make_plan(args) -> Plan:
     config = load_config(args.job, overrides=_parse_overrides(args.overrides))
     output = Path(args.output) if args.output else config.resolve_path(config.output.path)
     check_output_path(output, args.overwrite)
-    config = _with_resolved_model(config)
+    config = _with_resolved_paths(config)
     index = open_source(config)
     geometry = load_geometry(config, index)
     _make_detector(config, geometry)  # fails now on e.g. backend cupy without a GPU
@@ -123,11 +123,15 @@ def _parse_overrides(pairs: list) -> dict:
     return overrides
 
 
-def _with_resolved_model(config: JobConfig) -> JobConfig:
-    if not config.classify.model:
-        return config
-    model = str(config.resolve_path(config.classify.model).resolve())
-    return dataclasses.replace(config, classify=dataclasses.replace(config.classify, model=model))
+def _with_resolved_paths(config: JobConfig) -> JobConfig:
+    """Model file and psana data folder as absolute paths (they are relative to the job file)."""
+    if config.classify.model:
+        model = str(config.resolve_path(config.classify.model).resolve())
+        config = dataclasses.replace(config, classify=dataclasses.replace(config.classify, model=model))
+    if config.source.dir:
+        folder = str(config.resolve_path(config.source.dir).resolve())
+        config = dataclasses.replace(config, source=dataclasses.replace(config.source, dir=folder))
+    return config
 
 
 def _make_detector(config: JobConfig, geometry: DetectorGeometry):
@@ -163,7 +167,7 @@ def _reduce(plan: Plan, comm) -> None:
     classifier = _make_classifier(config)
     _limit_threads(config.run.threads_per_rank)
     exchange = (ResultCollector if rank == 0 else ResultSender)(comm, config.run.max_pending_sends)
-    processor = ChunkProcessor(FrameReader(plan.index), detector, classifier, plan.geometry.mask,
+    processor = ChunkProcessor(FrameReader(plan.index, config.source), detector, classifier, plan.geometry.mask,
                                keep_frames=config.output.keep == "hits", between_events=exchange.progress,
                                descriptor=_make_descriptor(config, plan.geometry))
     total = n_chunks(plan.index.n_events, config.run.chunk_size)
@@ -222,7 +226,8 @@ def _hash_inputs(plan: Plan, comm) -> dict:
     if not plan.config.output.checksum_inputs:
         return {}
     rank, size = comm.Get_rank(), comm.Get_size()
-    mine = {i: sha256_file(f.path) for i, f in enumerate(plan.index.files) if i % size == rank}
+    mine = {i: sha256_file(f.path) for i, f in enumerate(plan.index.files)
+            if i % size == rank and f.kind != "psana"}
     merged = {}
     for part in comm.gather(mine, root=0) or []:
         merged.update(part)

@@ -32,10 +32,10 @@ class InputFile:
     dtype: str
     size_bytes: int
     has_timestamp: bool
-    kind: str = "hdf5"  #: hdf5 (a frame stack) or image (a fabio-readable file)
+    kind: str = "hdf5"  #: hdf5 (a frame stack), image (a fabio-readable file) or psana (a run)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EventIndex:
     """Every event of a run, in order: global event ``g`` lives in one file at one index."""
 
@@ -44,6 +44,7 @@ class EventIndex:
     timestamp_path: Optional[str]
     frame_shape: tuple
     n_events: int
+    event_ids: Optional[np.ndarray] = None  #: psana runs: the timestamp of every event
 
     def offsets(self) -> np.ndarray:
         """First global event number of each file, plus the total at the end."""
@@ -88,6 +89,10 @@ def open_source(config: JobConfig) -> EventIndex:
     from .image_files import inspect_image_file
 
     src = config.source
+    if src.kind == "psana":
+        from .psana_source import open_psana_source
+
+        return open_psana_source(src)
     if src.kind == "images":
         files = [inspect_image_file(path) for path in expand_files(config)]
     else:
@@ -163,16 +168,21 @@ def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200]
 
 
-STATUS_OK, STATUS_NONFINITE, STATUS_BAD_SHAPE, STATUS_READ_ERROR = 0, 1, 2, 3
-STATUS_NAMES = ("ok", "nonfinite", "bad_shape", "read_error")
+STATUS_OK, STATUS_NONFINITE, STATUS_BAD_SHAPE, STATUS_READ_ERROR, STATUS_NO_DATA = 0, 1, 2, 3, 4
+STATUS_NAMES = ("ok", "nonfinite", "bad_shape", "read_error", "no_data")
 
 
 class FrameReader:
     """Reads ranges of global events on one rank, keeping files open between calls."""
 
-    def __init__(self, index: EventIndex):
+    def __init__(self, index: EventIndex, source=None):
         self.index = index
         self._handles: dict = {}
+        self._psana = None
+        if index.files[0].kind == "psana":
+            from .psana_source import PsanaFrames
+
+            self._psana = PsanaFrames(source, index)
 
     def read(self, start: int, stop: int):
         """Frames of events [start, stop) as a list (None for unreadable ones) and their metadata.
@@ -186,6 +196,10 @@ class FrameReader:
         local = np.zeros(n, np.int64)
         stamps = np.zeros(n, np.uint64)
         status = np.zeros(n, np.int8)
+        if self._psana is not None:
+            frames, stamps = self._psana.read(start, stop)
+            status = np.array([STATUS_OK if f is not None else STATUS_NO_DATA for f in frames], np.int8)
+            return frames, file_no, np.arange(start, stop), stamps.astype(np.uint64), status
         for f, begin, end, g in self.index.locate(start, stop):
             at = slice(g - start, g - start + end - begin)
             file_no[at], local[at] = f, np.arange(begin, end)

@@ -36,6 +36,15 @@ def world_comm() -> Optional[Any]:
     return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
 
 
+def self_comm() -> Optional[Any]:
+    """``MPI.COMM_SELF`` (one rank on its own) when mpi4py is importable, else None."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_SELF
+
+
 @dataclass
 class Roles:
     """The role of every rank, from the communicator size and the PS_* variables."""
