@@ -100,7 +100,7 @@ def _make_plan(args) -> Plan:
     index = open_source(config)
     geometry = load_geometry(config, index)
     _make_detector(config, geometry)  # fails now on e.g. backend cupy without a GPU
-    _warn_detector_mismatch(_make_classifier(config), config)  # fails now on a missing or corrupt model
+    _warn_detector_mismatch(_make_classifier(config, geometry), config)  # fails now on a missing or corrupt model
     return Plan(config, index, geometry, output)
 
 
@@ -141,10 +141,11 @@ def _make_detector(config: JobConfig, geometry: DetectorGeometry):
     return make_detector(config.detect, geometry, get_backend(config.detect.backend))
 
 
-def _make_classifier(config: JobConfig):
+def _make_classifier(config: JobConfig, geometry: Optional[DetectorGeometry] = None):
+    """The job's classifier; ``geometry`` places a descriptor model's regions on this detector."""
     from .classify import make_classifier
 
-    return make_classifier(config.classify, base_dir=config.base_dir)
+    return make_classifier(config.classify, base_dir=config.base_dir, geometry=geometry)
 
 
 def _warn_detector_mismatch(classifier, config: JobConfig) -> None:
@@ -164,7 +165,7 @@ def _reduce(plan: Plan, comm) -> None:
     config = plan.config
     started = _utc_now()
     detector = _make_detector(config, plan.geometry)
-    classifier = _make_classifier(config)
+    classifier = _make_classifier(config, plan.geometry)
     _limit_threads(config.run.threads_per_rank)
     exchange = (ResultCollector if rank == 0 else ResultSender)(comm, config.run.max_pending_sends)
     processor = ChunkProcessor(FrameReader(plan.index, config.source), detector, classifier, plan.geometry.mask,

@@ -8,8 +8,10 @@ stacks those inputs and calls ``scores`` once, then ``decide``::
     scores = clf.scores(inputs)                  # (B,) float32 in [0, 1]
     hits = clf.decide(scores)                    # (B,) bool
 
-Both classifiers score in [0, 1] with ``hit = score >= threshold``, so output files
-read the same whichever produced them. torch is only imported when a model is loaded.
+Every classifier scores in [0, 1] with ``hit = score >= threshold``, so output files
+read the same whichever produced them: a CNN on a pooled image (:class:`CnnClassifier`),
+an MLP on seed 000's descriptor (:class:`DescriptorClassifier`, which needs the detector
+geometry) or the peak-count rule. torch is only imported when a model is loaded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ..config import ClassifyConfig
 from ..errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..geometry import DetectorGeometry
+    from .descriptor_model import LoadedDescriptorModel
     from .model import LoadedModel
 
 
@@ -70,11 +74,7 @@ class CnnClassifier:
         return self.model.transform.apply(frame, mask, peaks)
 
     def scores(self, inputs: np.ndarray) -> np.ndarray:
-        out = np.empty(len(inputs), np.float32)
-        for start in range(0, len(inputs), self.batch_size):
-            stop = start + self.batch_size
-            out[start:stop] = self.model.predict(inputs[start:stop])
-        return out
+        return _batched_predict(self.model, inputs, self.batch_size)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) >= self.threshold
@@ -83,9 +83,7 @@ class CnnClassifier:
         """``{field: (at training, now)}`` for detector settings (a :class:`DetectConfig`)
         that differ from those the model was trained with: its ``peaks`` channel then
         sees different peaks, and the job should warn. ``backend`` is ignored."""
-        trained = self.model.metadata.get("detect") or {}
-        now = dataclasses.asdict(detect)
-        return {k: (trained[k], now[k]) for k in trained if k != "backend" and k in now and trained[k] != now[k]}
+        return _detect_differences(self.model.metadata, detect)
 
     def describe(self) -> dict:
         return {
@@ -97,6 +95,70 @@ class CnnClassifier:
             "device": self.model.device,
             "transform": self.model.transform.to_dict(),
         }
+
+
+class DescriptorClassifier:
+    """A trained descriptor MLP (:mod:`.descriptor_model`): peaks -> shell x sector counts -> score.
+
+    The descriptor layout is the model's own (from its file), placed on this run's
+    ``geometry``, which must know pixel size, distance and wavelength.
+    """
+
+    name = "descriptor"
+
+    def __init__(self, model: "LoadedDescriptorModel", geometry: "DetectorGeometry", batch_size: int = 64,
+                 threshold: Optional[float] = None) -> None:
+        from ..detect.descriptor import Descriptor
+
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.model = model
+        self.descriptor = Descriptor(model.descriptor, geometry)
+        self.batch_size = batch_size
+        self.threshold = float(model.threshold if threshold is None else threshold)
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return (self.descriptor.size,)
+
+    def prepare(self, frame: np.ndarray, mask: Optional[np.ndarray], peaks) -> np.ndarray:
+        return self.descriptor.compute(peaks)
+
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        return _batched_predict(self.model, inputs, self.batch_size)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) >= self.threshold
+
+    def detect_differences(self, detect) -> Dict[str, tuple]:
+        """Detector settings that differ from training (see :meth:`CnnClassifier.detect_differences`)."""
+        return _detect_differences(self.model.metadata, detect)
+
+    def describe(self) -> dict:
+        return {
+            "kind": self.name,
+            "model": self.model.path,
+            "model_sha256": self.model.sha256,
+            "threshold": self.threshold,
+            "batch_size": self.batch_size,
+            "device": self.model.device,
+            "descriptor": dataclasses.asdict(self.model.descriptor),
+        }
+
+
+def _batched_predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """``model.predict`` over ``inputs`` in slices of ``batch_size``; (N,) float32."""
+    out = np.empty(len(inputs), np.float32)
+    for start in range(0, len(inputs), batch_size):
+        out[start : start + batch_size] = model.predict(inputs[start : start + batch_size])
+    return out
+
+
+def _detect_differences(metadata: dict, detect) -> Dict[str, tuple]:
+    """``{field: (at training, now)}`` of a model's recorded detect settings vs ``detect``."""
+    trained = metadata.get("detect") or {}
+    now = dataclasses.asdict(detect)
+    return {k: (trained[k], now[k]) for k in trained if k != "backend" and k in now and trained[k] != now[k]}
 
 
 class PeakCountRule:
@@ -156,11 +218,14 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def make_classifier(config: ClassifyConfig, base_dir: str = ".") -> Classifier:
-    """The classifier ``config`` asks for: a CNN when ``config.model`` is set, else the peak rule.
+def make_classifier(config: ClassifyConfig, base_dir: str = ".",
+                    geometry: Optional["DetectorGeometry"] = None) -> Classifier:
+    """The classifier ``config`` asks for: the model file's (CNN or descriptor MLP) when
+    ``config.model`` is set, else the peak rule.
 
     A relative model path is taken relative to ``base_dir`` (the job file's folder);
-    ``config.threshold`` overrides the threshold stored in the model file.
+    ``config.threshold`` overrides the threshold stored in the model file. A descriptor
+    model needs ``geometry`` (with pixel size, distance and wavelength).
     """
     if not config.model:
         return PeakCountRule(config.min_peaks)
@@ -170,4 +235,9 @@ def make_classifier(config: ClassifyConfig, base_dir: str = ".") -> Classifier:
     if not path.is_absolute():
         path = Path(base_dir) / path
     model = load_model(path, device=resolve_device(config.device))
+    if hasattr(model, "descriptor"):  # a LoadedDescriptorModel
+        if geometry is None:
+            raise ConfigError(f"{path} is a descriptor model: it needs the detector geometry "
+                              "(pass geometry= to make_classifier)")
+        return DescriptorClassifier(model, geometry, batch_size=config.batch_size, threshold=config.threshold)
     return CnnClassifier(model, batch_size=config.batch_size, threshold=config.threshold)

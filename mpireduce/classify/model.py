@@ -12,6 +12,9 @@ The metadata JSON holds ``architecture`` (``{"name": "HitCNN", "kwargs": {...}}`
 ``transform`` (:meth:`InputTransform.to_dict`), ``threshold``, ``classes``
 (``["miss", "hit"]``), and whatever provenance the trainer adds (training files with
 sha256, label source, validation metrics, torch version, creation time).
+
+The same file format holds the descriptor MLP (``architecture.name = "DescriptorMLP"``,
+:mod:`.descriptor_model`): :func:`load_model` dispatches on the architecture name.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pickle
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -120,13 +123,15 @@ def file_sha256(path: Union[str, Path]) -> str:
     return digest.hexdigest()
 
 
-def save_model(path: Union[str, Path], model: HitCNN, metadata: dict) -> str:
+def save_model(path: Union[str, Path], model: nn.Module, metadata: dict,
+               required: tuple = ("transform", "threshold")) -> str:
     """Write ``model`` and ``metadata`` (JSON-serialisable) to ``path``; return its sha256.
 
-    ``metadata`` must hold ``transform`` and ``threshold``; ``architecture``, ``classes``,
-    ``torch_version`` and ``created_utc`` are filled in. Written atomically (temp + rename).
+    ``metadata`` must hold the ``required`` keys; ``architecture`` (from the model's
+    ``kwargs()``), ``classes``, ``torch_version`` and ``created_utc`` are filled in.
+    Written atomically (temp + rename).
     """
-    for key in ("transform", "threshold"):
+    for key in required:
         if key not in metadata:
             raise ValueError(f"model metadata needs {key!r}")
     meta = dict(metadata)
@@ -143,15 +148,23 @@ def save_model(path: Union[str, Path], model: HitCNN, metadata: dict) -> str:
     return file_sha256(path)
 
 
-def load_model(path: Union[str, Path], device: str = "cpu") -> LoadedModel:
-    """Read a file written by :func:`save_model`; :class:`ModelError` if it is not one."""
+def load_model(path: Union[str, Path], device: str = "cpu"):
+    """Read a file written by :func:`save_model`; :class:`ModelError` if it is not one.
+
+    Returns a :class:`LoadedModel` for a CNN, or a
+    :class:`~mpireduce.classify.descriptor_model.LoadedDescriptorModel` for a descriptor MLP.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"classifier model file {path} does not exist; "
                          "train one with 'mpireduce train' or fix classify.model")
-    payload = _read_payload(path)
-    meta = _parse_metadata(payload, path)
-    model = _build_model(meta, payload["state_dict"], path)
+    payload = read_payload(path)
+    meta = parse_metadata(payload, path)
+    if architecture_name(meta) == "DescriptorMLP":
+        from .descriptor_model import loaded_descriptor_model
+
+        return loaded_descriptor_model(payload, meta, path, device)
+    model = build_model(meta, payload["state_dict"], path)
     try:
         transform = InputTransform.from_dict(meta["transform"])
         threshold = float(meta["threshold"])
@@ -161,7 +174,14 @@ def load_model(path: Union[str, Path], device: str = "cpu") -> LoadedModel:
     return LoadedModel(model, transform, threshold, meta, file_sha256(path), str(path), device)
 
 
-def _read_payload(path: Path) -> dict:
+def architecture_name(meta: dict):
+    """The ``architecture.name`` a model file's metadata names (None when missing)."""
+    arch = meta.get("architecture")
+    return arch.get("name") if isinstance(arch, dict) else None
+
+
+def read_payload(path: Path) -> dict:
+    """The ``weights_only`` payload dict of a model file, checked for format and version."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -184,7 +204,8 @@ def _read_payload(path: Path) -> dict:
     return payload
 
 
-def _parse_metadata(payload: dict, path: Path) -> dict:
+def parse_metadata(payload: dict, path: Path) -> dict:
+    """The payload's metadata JSON as a dict."""
     try:
         meta = json.loads(payload["metadata"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -194,12 +215,14 @@ def _parse_metadata(payload: dict, path: Path) -> dict:
     return meta
 
 
-def _build_model(meta: dict, state_dict, path: Path) -> nn.Module:
+def build_model(meta: dict, state_dict, path: Path, architectures: Optional[dict] = None) -> nn.Module:
+    """The module ``meta["architecture"]`` names (one of ``architectures``), with ``state_dict`` loaded."""
+    architectures = ARCHITECTURES if architectures is None else architectures
     arch = meta.get("architecture") or {}
-    cls = ARCHITECTURES.get(arch.get("name"))
+    cls = architectures.get(arch.get("name"))
     if cls is None:
         raise ModelError(f"model file {path} uses architecture {arch.get('name')!r}; "
-                         f"this mpireduce knows {sorted(ARCHITECTURES)}")
+                         f"this mpireduce knows {sorted([*ARCHITECTURES, 'DescriptorMLP'])}")
     try:
         model = cls(**arch.get("kwargs", {}))
         model.load_state_dict(state_dict)

@@ -10,6 +10,9 @@ momentum 0.9 via ``optimizer="sgd"``) with a cosine learning-rate decay, which m
 seed converge on a 300-frame simulated run in 20 epochs; random flips and 90 degree rotations as
 augmentation; the threshold is the largest one that keeps ``target_sensitivity`` of the
 validation hits, clipped into ``threshold_bounds``.
+
+:func:`fit_descriptor` trains the descriptor MLP (:mod:`.descriptor_model`) the same way, on
+(N, n_shells * n_sectors) count vectors, augmented by azimuthal rotations and mirrors.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -48,7 +51,7 @@ class TrainOptions:
 class TrainResult:
     """A trained model, its threshold and what was measured on the validation split."""
 
-    model: HitCNN
+    model: nn.Module  #: a HitCNN, or a DescriptorMLP from fit_descriptor
     threshold: float
     metrics: dict
     val_index: np.ndarray
@@ -125,13 +128,13 @@ def _optimizer(model: nn.Module, options: TrainOptions) -> torch.optim.Optimizer
 
 
 def _train_epoch(model, optimizer, loss_fn, x: torch.Tensor, y: torch.Tensor,
-                 options: TrainOptions, generator: torch.Generator) -> float:
+                 options: TrainOptions, generator: torch.Generator, augmenter: Callable = augment) -> float:
     model.train()
     order = torch.randperm(len(x), generator=generator)
     total = 0.0
     for start in range(0, len(x), options.batch_size):
         index = order[start : start + options.batch_size]
-        batch = augment(x[index], generator) if options.augment else x[index]
+        batch = augmenter(x[index], generator) if options.augment else x[index]
         optimizer.zero_grad()
         loss = loss_fn(model(batch), y[index])
         loss.backward()
@@ -141,8 +144,14 @@ def _train_epoch(model, optimizer, loss_fn, x: torch.Tensor, y: torch.Tensor,
 
 
 def fit(inputs: np.ndarray, labels: np.ndarray, options: TrainOptions,
-        report: Callable[[str], None] = log.info) -> TrainResult:
-    """Train on a stratified split of ``inputs``/``labels`` and measure on the rest."""
+        report: Callable[[str], None] = log.info, build: Optional[Callable[[], nn.Module]] = None,
+        augmenter: Callable = augment, report_every: int = 1) -> TrainResult:
+    """Train on a stratified split of ``inputs``/``labels`` and measure on the rest.
+
+    ``build()`` makes the untrained model (default: a :class:`HitCNN` for the inputs' shape);
+    ``augmenter(batch, generator)`` makes random variants of training batches; the loss is
+    reported every ``report_every`` epochs and after the last.
+    """
     labels = np.asarray(labels, np.int64)
     n_hit, n_miss = int(np.sum(labels == 1)), int(np.sum(labels == 0))
     if n_hit < 2 or n_miss < 2 or n_hit + n_miss != len(labels):
@@ -150,7 +159,7 @@ def fit(inputs: np.ndarray, labels: np.ndarray, options: TrainOptions,
     torch.manual_seed(options.seed)
     generator = torch.Generator().manual_seed(options.seed)
     train_idx, val_idx = split_indices(labels, options.val_fraction, options.seed)
-    model = HitCNN(in_channels=inputs.shape[1], size=inputs.shape[2], width=options.width)
+    model = build() if build else HitCNN(in_channels=inputs.shape[1], size=inputs.shape[2], width=options.width)
     x = torch.from_numpy(np.ascontiguousarray(inputs[train_idx], np.float32))
     y = torch.from_numpy(labels[train_idx].astype(np.float32))
     pos_weight = torch.tensor([(y == 0).sum().item() / max((y == 1).sum().item(), 1)])
@@ -160,10 +169,24 @@ def fit(inputs: np.ndarray, labels: np.ndarray, options: TrainOptions,
     history = []
     for epoch in range(options.epochs):
         start = time.perf_counter()
-        history.append(_train_epoch(model, optimizer, loss_fn, x, y, options, generator))
+        history.append(_train_epoch(model, optimizer, loss_fn, x, y, options, generator, augmenter))
         schedule.step()
-        report(f"epoch {epoch + 1}/{options.epochs}: loss {history[-1]:.4f} ({time.perf_counter() - start:.1f} s)")
+        if (epoch + 1) % report_every == 0 or epoch + 1 == options.epochs:
+            report(f"epoch {epoch + 1}/{options.epochs}: loss {history[-1]:.4f} ({time.perf_counter() - start:.1f} s)")
     return _evaluate(model, inputs, labels, train_idx, val_idx, options, history)
+
+
+def fit_descriptor(vectors: np.ndarray, labels: np.ndarray, options: TrainOptions, n_shells: int, n_sectors: int,
+                   hidden: int = 32, report: Callable[[str], None] = log.info) -> TrainResult:
+    """Train a :class:`DescriptorMLP` on (N, n_shells * n_sectors) descriptor counts."""
+    from .descriptor_model import DescriptorMLP, augment_descriptors
+
+    if vectors.ndim != 2 or vectors.shape[1] != n_shells * n_sectors:
+        raise ValueError(f"descriptor vectors must be (N, {n_shells * n_sectors}), got {vectors.shape}")
+    return fit(np.ascontiguousarray(vectors, np.float32), labels, options, report,
+               build=lambda: DescriptorMLP(n_shells, n_sectors, hidden),
+               augmenter=lambda batch, gen: augment_descriptors(batch, gen, n_shells, n_sectors),
+               report_every=max(1, options.epochs // 10))
 
 
 def _evaluate(model, inputs, labels, train_idx, val_idx, options: TrainOptions, history) -> TrainResult:
