@@ -15,9 +15,10 @@ from scipy.special import erf
 
 from mpireduce.backend import cupy_available, get_backend
 from mpireduce.config import DetectConfig
-from mpireduce.detect import PeakTable, make_detector, peakfinder8, radial
+from mpireduce.detect import PeakTable, make_detector, peakfinder8, radial, radial_counts
 from mpireduce.detect.peakfinder8 import label_sparse
 from mpireduce.detect.radial import RadialProfile, clipped_stats
+from mpireduce.detect.radial_counts import CountProfile
 from mpireduce.errors import ConfigError, InputError
 from mpireduce.geometry import DetectorGeometry
 
@@ -344,6 +345,69 @@ def _assert_same_clipping(backend, flat, result, mean, sigma, nsigma, geometry):
     bins = np.rint(geometry.radius_px()).astype(int).ravel()
     outliers = np.flatnonzero((host(flat) > threshold[bins]) & (geometry.mask.ravel() != 0))
     np.testing.assert_array_equal(host(result.outliers), outliers)
+
+
+def _integer_frame(rng, geometry, kind):
+    """Integer frames for the histogram path: each kind takes a different branch."""
+    radius = geometry.radius_px()
+    if kind == 0:  # photon counting: mostly zeros (sparse counting), a few bright pixels
+        frame = rng.poisson(0.05 + 2.0 * np.exp(-radius / 40.0))
+        frame[rng.random(geometry.shape) < 0.0005] = 5000
+        return frame.astype(np.uint16)
+    if kind == 1:  # pedestal-subtracted ADU: negative values, spikes far above the window
+        frame = rng.normal(0.0, 6.0, geometry.shape).round()
+        frame[rng.random(geometry.shape) < 0.0005] = rng.integers(100, 10 ** 6, 1)
+        return frame.astype(np.int32)
+    if kind == 2:  # dense counts on an offset, with dead pixels below the window
+        frame = rng.poisson(300 + 50 * np.exp(-radius / 60.0)) - 280
+        frame[rng.random(geometry.shape) < 0.0005] = -1000
+        return frame.astype(np.int32)
+    return rng.integers(0, 5000, geometry.shape).astype(np.int64)  # too spread: float path
+
+
+@pytest.mark.parametrize("adc_threshold", [0.0, 3.0])
+def test_integer_histogram_path_equals_plain_clipping(backend, monkeypatch, adc_threshold):
+    """Counting per value gives plain clipping's statistics bit for bit, and its outliers."""
+    monkeypatch.setattr(radial_counts, "CHUNK_PIXELS", 2000)
+    monkeypatch.setattr(radial_counts, "SAMPLE_PIXELS", 300)
+    xp, host = backend.xp, backend.to_host
+    rng = np.random.default_rng(19)
+    for trial in range(16):
+        shape = tuple(int(n) for n in rng.integers(40, 160, 2))
+        mask = (rng.random(shape) > (0.0, 0.02, 0.3)[trial % 3]).astype(np.int8)
+        centre = rng.uniform(-30, shape[1] + 30), rng.uniform(-30, shape[0] + 30)
+        geometry = DetectorGeometry(shape, *centre, mask)
+        frame = _integer_frame(rng, geometry, trial % 4)
+        nsigma, iterations = float(rng.choice([2.0, 3.5, 5.0])), int(rng.integers(1, 7))
+        profile = RadialProfile(geometry, backend, nsigma=nsigma, adc_threshold=adc_threshold,
+                                iterations=iterations)
+        flat = xp.asarray(frame).ravel()
+        result = CountProfile(profile, backend.name).analyse(flat)
+        good = xp.asarray(mask.ravel() == 1)
+        values = flat.astype(xp.float32)
+        mean, sigma = clipped_stats(xp, values[good], profile.bins[good], profile.nbins, iterations, nsigma)
+        if trial % 4 == 3:  # the float path's banded sums may differ in the last bit
+            np.testing.assert_allclose(host(result.sigma), host(sigma), rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(host(result.mean), host(mean))
+            np.testing.assert_array_equal(host(result.sigma), host(sigma))
+        threshold = np.maximum(host(mean) + nsigma * host(sigma), np.float32(adc_threshold))
+        outliers = np.flatnonzero((host(values) > threshold[np.minimum(host(profile.bins), profile.nbins - 1)])
+                                  & (mask.ravel() != 0))
+        np.testing.assert_array_equal(host(result.outliers), outliers)
+
+
+def test_integer_and_float_frames_give_the_same_peaks(backend):
+    rng = np.random.default_rng(20)
+    geometry = make_geometry()
+    fs, ss = random_spots(rng, 30)
+    frame = synthetic_frame(rng, geometry, fs, ss, rng.uniform(1000, 20000, 30))
+    for overrides in ({}, {"adc_threshold": 2.0, "radial_iterations": 3}):
+        det = detector(backend, **overrides)
+        counted, plain = det.find(frame), det.find(frame.astype(np.float32))
+        assert len(counted) >= 25
+        for name in ("fs", "ss", "intensity", "npix", "max_value", "snr"):
+            np.testing.assert_array_equal(getattr(counted, name), getattr(plain, name))
 
 
 def test_gpu_code_paths_on_the_cpu(monkeypatch):

@@ -38,6 +38,7 @@ from ..errors import InputError
 from ..geometry import DetectorGeometry
 from .peaks import PeakTable
 from .radial import RadialProfile, RadialResult
+from .radial_counts import CountProfile, is_integer_frame
 
 Array = Any  # an xp array
 
@@ -71,6 +72,7 @@ class Peakfinder8:
         self.radial = RadialProfile(geometry, backend, nsigma=config.min_snr,
                                     adc_threshold=config.adc_threshold,
                                     iterations=config.radial_iterations)
+        self.counts = CountProfile(self.radial, backend.name)  # integer frames, same results
         radius = xp.asarray(geometry.radius_px()).ravel()
         good = xp.asarray(geometry.mask).astype(bool).ravel()
         self.search = good & (radius >= config.min_res) & (radius <= config.max_res)
@@ -81,8 +83,13 @@ class Peakfinder8:
         if tuple(frame.shape) != self.shape:
             raise InputError(f"frame shape {tuple(frame.shape)} does not match the geometry "
                              f"{self.shape}; check the mask/geometry used to build the detector")
-        flat = self.backend.xp.asarray(frame, dtype=self.backend.xp.float32).ravel()
-        stats = self.radial.analyse(flat)
+        xp = self.backend.xp
+        flat = xp.asarray(frame).ravel()
+        if is_integer_frame(xp, flat):  # kept as integers; pixel values are read as float32
+            stats = self.counts.analyse(flat)
+        else:
+            flat = flat.astype(xp.float32, copy=False)
+            stats = self.radial.analyse(flat)
         seeds = stats.outliers[self.search[stats.outliers]]
         cand = self._components(seeds)
         if cand.count == 0:
@@ -103,7 +110,7 @@ class Peakfinder8:
         """Local background, integration, selection and sorting of the candidates."""
         xp = self.backend.xp
         ss, fs = xp.divmod(cand.pixels, self.shape[1])
-        values = flat[cand.pixels].astype(xp.float64)
+        values = as_float32(xp, flat[cand.pixels]).astype(xp.float64)
         bins = self.radial.bins[cand.pixels]
 
         def total(weights=None):
@@ -161,7 +168,7 @@ def disk_background(xp, flat: Array, shape: tuple, window: tuple, limit: Array, 
     cols = xp.rint(centre_fs).astype(xp.int64)[:, None] + window[1][None, :]
     inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
     index = xp.where(inside, rows * shape[1] + cols, 0)
-    values = flat[index].astype(xp.float64)
+    values = as_float32(xp, flat[index]).astype(xp.float64)
     usable = inside & (values <= limit[bins[index]])
     count = usable.sum(axis=1)
     n = xp.maximum(count, 1)
@@ -169,6 +176,11 @@ def disk_background(xp, flat: Array, shape: tuple, window: tuple, limit: Array, 
     var = xp.where(usable, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / n
     bg_max = xp.where(usable, values, -xp.inf).max(axis=1)
     return mean, xp.sqrt(var), bg_max, count
+
+
+def as_float32(xp, values: Array) -> Array:
+    """Integer pixel values as float32, the precision every detector step reads them in."""
+    return values.astype(xp.float32) if is_integer_frame(xp, values) else values
 
 
 def disk_offsets(xp, radius: int):
