@@ -109,9 +109,9 @@ def _ellipsoid(size, rng, rotation, y, x):
 
 
 def _dumbbell(size, rng, rotation, y, x):
-    """Two equal spheres (together the volume of one of diameter ``size``), just touching."""
-    radius = size / 2 / np.cbrt(2.0)
-    axis = rotation[:, 0] * radius * rng.uniform(1.0, 1.15)
+    """A peanut: two equal spheres (about the volume of one of diameter ``size``) fused half-way."""
+    radius = size / 2 / np.cbrt(1.6)
+    axis = rotation[:, 0] * radius * rng.uniform(0.55, 0.75)
     return sum(ellipsoid_chord((radius,) * 3, np.eye(3), y - s * axis[1], x - s * axis[0]) for s in (-1, 1))
 
 

@@ -48,7 +48,7 @@ class SpiConfig:
 
     n_frames: int = 200
     kind_weights: Tuple[float, float, float, float] = (0.4, 0.3, 0.15, 0.15)  #: no_hit, single, multi, unintended
-    shapes: Tuple[str, ...] = ("sphere", "icosahedron", "ellipsoid", "cube", "dumbbell")
+    shapes: Tuple[str, ...] = ("sphere", "icosahedron", "ellipsoid", "cube", "octahedron", "dumbbell")
     size_nm: Tuple[float, float] = (30.0, 100.0)  #: particle size range (equal-volume sphere diameter)
     detector_px: int = 128  #: square detector side
     pixel_size_m: float = 300e-6  #: 4x4-binned 75 um pixels

@@ -1,0 +1,261 @@
+"""Few-shot SPI classification (after SpeckleNN, seed 004): a Siamese embedding + class prototypes.
+
+One CNN maps every pattern to a unit vector; it is trained with a triplet loss so that
+patterns of one class lie closer to each other than to any other class (semi-hard or batch-hard
+mining, :func:`triplet_loss`). A class is represented by its *prototype*, the normalised
+mean embedding of its labelled support examples; a pattern gets the class scores
+``softmax(-|e - p_c|^2 / temperature)``. New classes or particles need only new support
+examples, not re-training.
+
+Model file (``format = "mpireduce-siamese"``, version 1): a ``torch.save`` of a plain dict of
+tensors and strings (loads with ``weights_only=True``)::
+
+    {"format": ..., "format_version": 1, "state_dict": {...}, "prototypes": (C, D) tensor,
+     "metadata": "<JSON>"}
+
+Metadata: ``architecture``, ``transform`` (:class:`SpiTransform`), ``classes``,
+``temperature``, ``thresholds`` (``hit``: on the summed score of the hit classes),
+``hit_classes``, ``training_data`` (file names and sha256), and the trainer's provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from .model import file_sha256
+from .spi_transform import SpiTransform
+
+FORMAT = "mpireduce-siamese"
+FORMAT_VERSION = 1
+SPI_CLASSES = ("no_hit", "single", "multi", "unintended")
+
+
+def _block(in_channels: int, out_channels: int, stride: int = 1) -> list:
+    return [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+
+
+class EmbeddingNet(nn.Module):
+    """Conv-BN-ReLU blocks with max pooling, global mean+max pooling, linear -> unit vector of ``dim``."""
+
+    def __init__(self, in_channels: int = 3, width: int = 16, dim: int = 32) -> None:
+        super().__init__()
+        self.in_channels, self.width, self.dim = in_channels, width, dim
+        self.features = nn.Sequential(
+            *_block(in_channels, width), nn.MaxPool2d(2),
+            *_block(width, 2 * width), nn.MaxPool2d(2),
+            *_block(2 * width, 4 * width), nn.MaxPool2d(2),
+            *_block(4 * width, 4 * width))
+        self.head = nn.Linear(8 * width, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+        return nn.functional.normalize(self.head(pooled), dim=1)
+
+    def kwargs(self) -> dict:
+        return {"in_channels": self.in_channels, "width": self.width, "dim": self.dim}
+
+
+def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float, mining: str = "semi-hard") -> torch.Tensor:
+    """Triplet loss with online mining inside the batch.
+
+    ``batch-hard``: per anchor, its farthest positive against its nearest negative.
+    ``semi-hard`` (FaceNet): per anchor-positive pair, the nearest negative farther than the
+    positive (the farthest negative when there is none); averaged over all pairs. Semi-hard
+    avoids the collapse batch-hard often falls into from a random start on tiny training sets.
+    """
+    dist = torch.cdist(embeddings, embeddings)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    if mining == "batch-hard":
+        hardest_pos = dist.masked_fill(~same | eye, 0.0).amax(dim=1)
+        hardest_neg = dist.masked_fill(same, float("inf")).amin(dim=1)
+        valid = torch.isfinite(hardest_neg) & (same & ~eye).any(dim=1)
+        losses = torch.relu(hardest_pos - hardest_neg + margin)[valid]
+    elif mining == "semi-hard":
+        anchor, positive = torch.nonzero(same & ~eye, as_tuple=True)
+        d_ap = dist[anchor, positive]
+        d_an = dist[anchor]  # (pairs, B)
+        negative = ~same[anchor]
+        semi = negative & (d_an > d_ap[:, None])
+        nearest_semi = d_an.masked_fill(~semi, float("inf")).amin(dim=1)
+        farthest = d_an.masked_fill(~negative, float("-inf")).amax(dim=1)
+        chosen = torch.where(torch.isfinite(nearest_semi), nearest_semi, farthest)
+        losses = torch.relu(d_ap - chosen + margin)[torch.isfinite(chosen)]
+    else:
+        raise ValueError(f"mining must be semi-hard or batch-hard, got {mining!r}")
+    return losses.mean() if len(losses) else embeddings.sum() * 0.0
+
+
+def embed(net: EmbeddingNet, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Embeddings (N, dim) of stacked inputs, batched, in inference mode."""
+    net.eval()
+    out = np.empty((len(inputs), net.dim), np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size], np.float32))
+            out[start:start + batch_size] = net(x).numpy()
+    return out
+
+
+def prototypes_of(embeddings: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Normalised mean embedding of each class (C, D); a class without examples is all-zero."""
+    protos = np.zeros((n_classes, embeddings.shape[1]), np.float32)
+    for c in range(n_classes):
+        members = embeddings[labels == c]
+        if len(members):
+            mean = members.mean(axis=0)
+            protos[c] = mean / max(np.linalg.norm(mean), 1e-12)
+    return protos
+
+
+def prototype_scores(embeddings: np.ndarray, prototypes: np.ndarray, temperature: float) -> np.ndarray:
+    """Class probabilities (N, C): softmax of ``-squared distance / temperature``."""
+    d2 = ((embeddings[:, None, :] - prototypes[None, :, :]) ** 2).sum(axis=2)
+    logits = -d2 / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class SiameseModel:
+    """A loaded (or freshly trained) embedding net with its prototypes and metadata."""
+
+    net: EmbeddingNet
+    prototypes: np.ndarray  #: (C, D)
+    transform: SpiTransform
+    classes: Tuple[str, ...]
+    temperature: float
+    metadata: dict
+    sha256: str = ""
+    path: str = ""
+
+    def class_scores(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, C) class probabilities for stacked transformed inputs."""
+        expected = self.transform.output_shape
+        if inputs.ndim != 4 or tuple(inputs.shape[1:]) != expected:
+            raise ValueError(f"SPI model expects inputs (B, {', '.join(map(str, expected))}), got {inputs.shape}")
+        return prototype_scores(embed(self.net, inputs), self.prototypes, self.temperature)
+
+
+def save_siamese(path: Union[str, Path], net: EmbeddingNet, prototypes: np.ndarray, metadata: dict) -> str:
+    """Write the model file atomically; returns its sha256. ``metadata`` needs transform and temperature."""
+    for key in ("transform", "temperature"):
+        if key not in metadata:
+            raise ValueError(f"SPI model metadata needs {key!r}")
+    meta = dict(metadata)
+    meta.setdefault("architecture", {"name": "EmbeddingNet", "kwargs": net.kwargs()})
+    meta.setdefault("classes", list(SPI_CLASSES))
+    meta.setdefault("hit_classes", [c for c in meta["classes"] if c != "no_hit"])
+    meta.setdefault("thresholds", {"hit": 0.5})
+    meta.setdefault("torch_version", torch.__version__)
+    meta.setdefault("created_utc", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    payload = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "prototypes": torch.from_numpy(np.asarray(prototypes, np.float32).copy()),
+        "metadata": json.dumps(meta),
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".inprogress")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return file_sha256(path)
+
+
+def read_model_format(path: Union[str, Path]) -> Tuple[str, dict]:
+    """``(format, payload)`` of any mpireduce model file, loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; train one first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # refused pickles, zip and EOF errors all land here
+        raise ModelError(f"{path} is not a loadable mpireduce model file ({type(exc).__name__}); "
+                         "only files written by mpireduce load") from exc
+    if not isinstance(payload, dict) or "format" not in payload:
+        raise ModelError(f"{path} is a torch file but not an mpireduce model (no format key)")
+    return str(payload["format"]), payload
+
+
+def load_siamese(path: Union[str, Path]) -> SiameseModel:
+    """Read a file written by :func:`save_siamese`; :class:`ModelError` if it is not one."""
+    fmt, payload = read_model_format(path)
+    if fmt != FORMAT or payload.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{path} is a {fmt!r} v{payload.get('format_version')} model, not {FORMAT!r} v{FORMAT_VERSION}")
+    try:
+        meta = json.loads(payload["metadata"])
+        net = EmbeddingNet(**meta["architecture"]["kwargs"])
+        net.load_state_dict(payload["state_dict"])
+        transform = SpiTransform.from_dict(meta["transform"])
+        prototypes = payload["prototypes"].numpy().astype(np.float32)
+        classes = tuple(meta["classes"])
+        temperature = float(meta["temperature"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"SPI model file {path} is inconsistent ({exc}); re-train it") from exc
+    if prototypes.shape != (len(classes), net.dim):
+        raise ModelError(f"SPI model file {path}: prototypes {prototypes.shape} do not match {len(classes)} classes")
+    net.eval()
+    return SiameseModel(net, prototypes, transform, classes, temperature, meta, file_sha256(path), str(path))
+
+
+class SpiClassifier:
+    """Batched SPI inference with the same interface as the hit/miss classifiers.
+
+    ``scores`` is the summed probability of the hit classes (``metadata["hit_classes"]``),
+    so ``decide`` gives hit/miss like :class:`~mpireduce.classify.infer.CnnClassifier`;
+    ``class_scores`` and ``predict`` give the four-class view.
+    """
+
+    name = "siamese"
+
+    def __init__(self, model: SiameseModel, centre: Tuple[float, float], batch_size: int = 64,
+                 threshold: Optional[float] = None) -> None:
+        self.model, self.centre, self.batch_size = model, centre, batch_size
+        self.threshold = float(model.metadata.get("thresholds", {}).get("hit", 0.5) if threshold is None else threshold)
+        hit = model.metadata.get("hit_classes", [c for c in model.classes if c != "no_hit"])
+        self.hit_index = [model.classes.index(c) for c in hit]
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return self.model.transform.output_shape
+
+    def prepare(self, frame: np.ndarray, mask: Optional[np.ndarray], peaks=None) -> np.ndarray:
+        return self.model.transform.apply(frame, mask, self.centre)
+
+    def class_scores(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, C) class probabilities, computed ``batch_size`` inputs at a time."""
+        parts = [self.model.class_scores(inputs[s:s + self.batch_size]) for s in range(0, len(inputs), self.batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.model.classes)), np.float32)
+
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        return self.class_scores(inputs)[:, self.hit_index].sum(axis=1)
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """(B,) index of the most likely class."""
+        return self.class_scores(inputs).argmax(axis=1)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) >= self.threshold
+
+    def describe(self) -> dict:
+        return {"kind": self.name, "model": self.model.path, "model_sha256": self.model.sha256,
+                "threshold": self.threshold, "batch_size": self.batch_size, "classes": list(self.model.classes),
+                "transform": self.model.transform.to_dict()}
+
+
+def stack_inputs(transform: SpiTransform, frames: Sequence[np.ndarray], mask, centre) -> np.ndarray:
+    """Transform and stack frames (N, 2, size, size)."""
+    return np.stack([transform.apply(f, mask, centre) for f in frames]).astype(np.float32)

@@ -1,0 +1,211 @@
+"""Train the few-shot SPI classifier (:mod:`.siamese`) on a labelled SPI run.
+
+``python -m mpireduce.classify.train_spi RUN.h5 -o spi.pt --labels-per-class 40``
+
+Only ``--labels-per-class`` events of each class are used (chosen at random among the events
+whose shape is not ``--exclude-shape``d); they train the embedding and become the support set
+whose mean embeddings are the class prototypes. Every other event of the run is scored and
+the confusion matrix and per-class precision/recall/F1 are printed (and stored in the model
+file), separately for the excluded ("unseen") shapes when there are any.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import InputError, MpiReduceError
+
+DATA_PATH = "/entry_1/data_1/data"
+
+
+@dataclass(frozen=True)
+class SiameseOptions:
+    """Hyper-parameters of one training run (recorded in the model file)."""
+
+    steps: int = 300
+    per_class_batch: int = 16  #: examples of each class in one batch (P x K batches)
+    lr: float = 2e-3
+    margin: float = 0.3
+    mining: str = "semi-hard"  #: semi-hard | batch-hard
+    width: int = 16
+    dim: int = 32
+    temperature: float = 0.25  #: of the prototype softmax (argmax does not depend on it)
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class SpiData:
+    """Transformed inputs of a run with their truth."""
+
+    inputs: np.ndarray  #: (N, 2, size, size)
+    labels: np.ndarray  #: (N,) class index
+    shapes: np.ndarray  #: (N,) str
+    class_names: Tuple[str, ...]
+    centre: Tuple[float, float]
+
+
+def load_spi_run(path: str, transform, max_events: int = 0) -> SpiData:
+    """Read and transform every frame of an SPI run and its truth sidecar."""
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    from ..simulate.spi import read_spi_truth
+    from .command import read_geometry
+    from ..config import GeometryConfig
+
+    if not Path(path).is_file():
+        raise InputError(f"SPI run {path} not found; check the path")
+    truth = read_spi_truth(path)
+    with h5py.File(path, "r") as handle:
+        geometry = read_geometry(handle, path, GeometryConfig())
+        centre = (geometry.beam_center_ss, geometry.beam_center_fs)
+        data = handle[DATA_PATH]
+        count = len(data) if not max_events else min(len(data), max_events)
+        inputs = np.stack([transform.apply(data[i], geometry.mask, centre) for i in range(count)])
+    if len(truth.kind) < count:
+        raise InputError(f"truth of {path} lists {len(truth.kind)} events but the run has {count}")
+    return SpiData(inputs.astype(np.float32), truth.kind[:count].astype(np.int64), truth.shape[:count],
+                   truth.kind_names, centre)
+
+
+def choose_support(labels: np.ndarray, shapes: np.ndarray, per_class: int, n_classes: int,
+                   exclude_shapes: Sequence[str] = (), seed: int = 0) -> np.ndarray:
+    """Indices of ``per_class`` random events of each class whose shape is not excluded."""
+    rng = np.random.default_rng(seed)
+    allowed = ~np.isin(shapes, list(exclude_shapes))
+    chosen = []
+    for c in range(n_classes):
+        members = np.flatnonzero((labels == c) & allowed)
+        if len(members) < 2:
+            raise InputError(f"class {c} has only {len(members)} usable events; simulate a longer run")
+        chosen.append(rng.choice(members, min(per_class, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def fit_siamese(inputs: np.ndarray, labels: np.ndarray, n_classes: int, options: SiameseOptions,
+                report: Callable[[str], None] = print):
+    """Train an :class:`EmbeddingNet` with batch-hard triplet loss; returns (net, prototypes, history)."""
+    import torch
+
+    from .siamese import EmbeddingNet, embed, prototypes_of, triplet_loss
+    from .train import augment
+
+    torch.manual_seed(options.seed)
+    torch.set_num_threads(options.threads)
+    generator = torch.Generator().manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    net = EmbeddingNet(inputs.shape[1], options.width, options.dim)
+    optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=options.steps)
+    by_class = [np.flatnonzero(labels == c) for c in range(n_classes)]
+    history = []
+    for step in range(options.steps):
+        index = np.concatenate([rng.choice(m, options.per_class_batch, replace=len(m) < options.per_class_batch)
+                                for m in by_class if len(m)])
+        x = augment(torch.from_numpy(inputs[index]), generator)
+        net.train()
+        optimizer.zero_grad()
+        loss = triplet_loss(net(x), torch.from_numpy(labels[index]), options.margin, options.mining)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        history.append(float(loss.detach()))
+        if (step + 1) % 50 == 0:
+            report(f"step {step + 1}/{options.steps}: triplet loss {np.mean(history[-50:]):.4f}")
+    prototypes = prototypes_of(embed(net, inputs), labels, n_classes)
+    return net, prototypes, history
+
+
+def score_events(net, prototypes: np.ndarray, inputs: np.ndarray, temperature: float) -> np.ndarray:
+    """(N, C) prototype class scores of ``inputs``."""
+    from .siamese import embed, prototype_scores
+
+    return prototype_scores(embed(net, inputs), prototypes, temperature)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mpireduce.classify.train_spi", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs=1, metavar="RUN.h5", help="simulated SPI run with a truth sidecar")
+    parser.add_argument("-o", "--output", required=True, metavar="MODEL.pt")
+    parser.add_argument("--labels-per-class", type=int, default=40, help="labelled (support) events per class")
+    parser.add_argument("--exclude-shape", action="append", default=[], metavar="SHAPE",
+                        help="never train on this particle shape; its events are scored as 'unseen' (repeatable)")
+    parser.add_argument("--steps", type=int, default=SiameseOptions.steps, help="training steps (batches)")
+    parser.add_argument("--mining", choices=("semi-hard", "batch-hard"), default="semi-hard", help="triplet mining")
+    parser.add_argument("--size", type=int, default=64, help="side of the binned input image")
+    parser.add_argument("--crop", type=int, default=0, help="side of the centred detector square (0 = frame side)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--max-events", type=int, default=0, help="read at most this many events (0 = all)")
+    parser.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def train_from_args(args: argparse.Namespace, report: Callable[[str], None] = print) -> dict:
+    """Train, evaluate on the unlabelled rest of the run, save; returns the stored metrics."""
+    from ..evaluate import classification_metrics, format_metrics
+    from .model import file_sha256
+    from .siamese import save_siamese
+    from .spi_transform import SpiTransform
+
+    out, run = Path(args.output), args.runs[0]
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out} exists; choose another -o or pass --overwrite")
+    transform = SpiTransform(size=args.size, crop=args.crop or _frame_side(run))
+    data = load_spi_run(run, transform, args.max_events)
+    n_classes = len(data.class_names)
+    support = choose_support(data.labels, data.shapes, args.labels_per_class, n_classes, args.exclude_shape, args.seed)
+    options = SiameseOptions(steps=args.steps, seed=args.seed, threads=args.threads, mining=args.mining)
+    clock = time.perf_counter()
+    net, prototypes, history = fit_siamese(data.inputs[support], data.labels[support], n_classes, options, report)
+    seconds = round(time.perf_counter() - clock, 1)
+    rest = np.setdiff1d(np.arange(len(data.labels)), support)
+    predicted = score_events(net, prototypes, data.inputs[rest], options.temperature).argmax(axis=1)
+    metrics = {"held_out": classification_metrics(data.labels[rest], predicted, data.class_names)}
+    report(format_metrics(metrics["held_out"], f"held-out events ({len(rest)})"))
+    unseen = np.isin(data.shapes[rest], args.exclude_shape) | np.isin(data.labels[rest], [0, 3])
+    if args.exclude_shape:
+        metrics["unseen_shapes"] = classification_metrics(data.labels[rest][unseen], predicted[unseen], data.class_names)
+        report(format_metrics(metrics["unseen_shapes"], f"unseen shapes {args.exclude_shape} (+ no_hit, unintended)"))
+    metadata = {
+        "transform": transform.to_dict(), "temperature": options.temperature, "classes": list(data.class_names),
+        "training_data": [{"file": Path(run).name, "sha256": file_sha256(run)}],
+        "support": {"labels_per_class": args.labels_per_class, "events": support.tolist(),
+                    "excluded_shapes": list(args.exclude_shape)},
+        "training": {**asdict(options), "seconds": seconds, "loss_history": [round(v, 4) for v in history[::10]]},
+        "validation": metrics,
+    }
+    sha = save_siamese(out, net, prototypes, metadata)
+    report(f"trained on {len(support)} labelled events in {seconds} s; wrote {out} (sha256 {sha[:16]}...)")
+    return metrics
+
+
+def _frame_side(path: str) -> int:
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    with h5py.File(path, "r") as handle:
+        return int(min(handle[DATA_PATH].shape[1:]))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command-line entry point; errors print one line and return 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        train_from_args(args)
+    except MpiReduceError as exc:
+        print(f"train_spi: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""``mpireduce evaluate MODEL RUN.h5``: how well a classifier does on a labelled (simulated) run.
+
+The model kind is read from the file's ``format``: the hit/miss CNN (``mpireduce-hitcnn``,
+whose inputs need the peaks of the detector settings stored in its metadata) or the SPI
+Siamese classifier (``mpireduce-siamese``, four classes). Printed and written to
+``REPORT.txt``: the confusion matrix, per-class precision/recall/F1, macro-F1, accuracy,
+and sensitivity/specificity of the binary hit/miss decision; ``REPORT.png`` shows the
+confusion matrix and score histograms per truth class. torch is imported only by ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``mpireduce evaluate``."""
+    parser.add_argument("model", metavar="MODEL.pt", help="model file (mpireduce train, or train_spi)")
+    parser.add_argument("run", metavar="RUN.h5", help="simulated run with its NAME.truth.h5 sidecar")
+    parser.add_argument("--out", default="report", metavar="REPORT", help="writes REPORT.txt and REPORT.png")
+    parser.add_argument("--max-events", type=int, default=0, help="evaluate at most this many events (0 = all)")
+
+
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n, n) counts; row = truth class, column = predicted class."""
+    truth, predicted = np.asarray(truth, np.int64), np.asarray(predicted, np.int64)
+    return np.bincount(truth * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def classification_metrics(truth: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict:
+    """Confusion matrix, per-class precision/recall/F1/support, macro-F1 and accuracy (plain data)."""
+    cm = confusion_matrix(truth, predicted, len(names))
+    per_class, f1s = {}, []
+    for c, name in enumerate(names):
+        tp, support, claimed = cm[c, c], cm[c].sum(), cm[:, c].sum()
+        precision = tp / claimed if claimed else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "support": int(support)}
+        if support:
+            f1s.append(f1)
+    return {"classes": list(names), "confusion": cm.tolist(), "per_class": per_class,
+            "macro_f1": float(np.mean(f1s)) if f1s else 0.0, "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+            "n": int(cm.sum())}
+
+
+def hit_miss_metrics(truth_hit: np.ndarray, decided_hit: np.ndarray) -> dict:
+    """Sensitivity (hit recall), specificity (miss recall), precision, accuracy and counts."""
+    truth_hit, decided_hit = np.asarray(truth_hit, bool), np.asarray(decided_hit, bool)
+    tp, fn = int(np.sum(truth_hit & decided_hit)), int(np.sum(truth_hit & ~decided_hit))
+    tn, fp = int(np.sum(~truth_hit & ~decided_hit)), int(np.sum(~truth_hit & decided_hit))
+    return {"sensitivity": tp / max(tp + fn, 1), "specificity": tn / max(tn + fp, 1),
+            "precision": tp / max(tp + fp, 1), "accuracy": (tp + tn) / max(len(truth_hit), 1),
+            "tp": tp, "fn": fn, "tn": tn, "fp": fp}
+
+
+def format_metrics(metrics: dict, title: str) -> str:
+    """Confusion matrix and per-class table as text."""
+    names = metrics["classes"]
+    width = max(10, *(len(n) + 1 for n in names))
+    lines = [f"== {title}: {metrics['n']} events, accuracy {metrics['accuracy']:.3f}, "
+             f"macro-F1 {metrics['macro_f1']:.3f}",
+             "confusion (rows = truth, columns = predicted)",
+             " " * width + "".join(f"{n:>{width}}" for n in names)]
+    lines += [f"{n:<{width}}" + "".join(f"{v:>{width}d}" for v in row) for n, row in zip(names, metrics["confusion"])]
+    lines.append(f"{'class':<{width}}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}")
+    for name, m in metrics["per_class"].items():
+        lines.append(f"{name:<{width}}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['support']:>10d}")
+    return "\n".join(lines)
+
+
+def format_hit_miss(m: dict) -> str:
+    return (f"hit/miss: sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, "
+            f"precision {m['precision']:.3f}, accuracy {m['accuracy']:.3f} "
+            f"(tp {m['tp']}, fn {m['fn']}, tn {m['tn']}, fp {m['fp']})")
+
+
+@dataclass
+class Evaluation:
+    """A model's outputs on a labelled run."""
+
+    kind: str  #: "siamese" or "hitcnn"
+    class_names: Sequence[str]  #: classes of ``truth`` / ``predicted``
+    truth: np.ndarray  #: (N,) class index
+    predicted: np.ndarray  #: (N,) class index
+    hit_scores: np.ndarray  #: (N,) score of the hit decision
+    threshold: float
+    truth_hit: np.ndarray  #: (N,) bool
+    extra_scores: Dict[str, np.ndarray]  #: more per-event scores to histogram (name -> (N,))
+
+
+def evaluate_siamese(model_path: str, run: str, max_events: int = 0) -> Evaluation:
+    """Four-class evaluation of an SPI Siamese model on an SPI run."""
+    from .classify.siamese import SpiClassifier, load_siamese
+    from .classify.train_spi import load_spi_run
+
+    model = load_siamese(model_path)
+    data = load_spi_run(run, model.transform, max_events)
+    if tuple(data.class_names) != tuple(model.classes):
+        raise InputError(f"{run} has classes {data.class_names} but the model {model.classes}")
+    clf = SpiClassifier(model, data.centre)
+    probabilities = clf.class_scores(data.inputs)
+    hit = probabilities[:, clf.hit_index].sum(axis=1)
+    extra = {f"P({name})": probabilities[:, i] for i, name in enumerate(model.classes) if name == "single"}
+    return Evaluation("siamese", model.classes, data.labels, probabilities.argmax(axis=1), hit, clf.threshold,
+                      data.labels != model.classes.index("no_hit"), extra)
+
+
+def evaluate_hitcnn(model_path: str, run: str, max_events: int = 0) -> Evaluation:
+    """Hit/miss evaluation of a CNN from ``mpireduce train`` on an SFX run (peaks found as in training)."""
+    from .classify.command import default_detector_factory, prepare_runs, truth_kinds
+    from .classify.model import load_model
+    from .config import DetectConfig, GeometryConfig
+
+    model = load_model(model_path)
+    detect = DetectConfig(**model.metadata.get("detect", {}))
+    prepared = prepare_runs([run], model.transform, default_detector_factory(detect), GeometryConfig(), max_events)
+    kinds = truth_kinds([run], prepared)
+    scores = np.concatenate([model.predict(prepared.inputs[s:s + 64]) for s in range(0, len(prepared.inputs), 64)])
+    truth = (kinds != "miss").astype(np.int64)
+    predicted = (scores >= model.threshold).astype(np.int64)
+    return Evaluation("hitcnn", ("miss", "hit"), truth, predicted, scores, model.threshold, truth.astype(bool), {})
+
+
+def evaluate_model(model_path: str, run: str, max_events: int = 0) -> Evaluation:
+    """Dispatch on the model file's format."""
+    from .classify.model import FORMAT as HITCNN_FORMAT
+    from .classify.siamese import FORMAT as SIAMESE_FORMAT
+    from .classify.siamese import read_model_format
+
+    fmt, _ = read_model_format(model_path)
+    if fmt == SIAMESE_FORMAT:
+        return evaluate_siamese(model_path, run, max_events)
+    if fmt == HITCNN_FORMAT:
+        return evaluate_hitcnn(model_path, run, max_events)
+    raise InputError(f"{model_path} has model format {fmt!r}; evaluate knows {HITCNN_FORMAT}, {SIAMESE_FORMAT}")
+
+
+def report_text(result: Evaluation, model_path: str, run: str) -> str:
+    """The whole text report of one evaluation."""
+    metrics = classification_metrics(result.truth, result.predicted, result.class_names)
+    binary = hit_miss_metrics(result.truth_hit, result.hit_scores >= result.threshold)
+    title = f"{Path(model_path).name} ({result.kind}) on {Path(run).name}"
+    return "\n".join([format_metrics(metrics, title), f"hit threshold {result.threshold:.3f}", format_hit_miss(binary)])
+
+
+def write_figure(result: Evaluation, path: Path) -> None:
+    """PNG: confusion matrix (row-normalised colours, counts printed) and score histograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = confusion_matrix(result.truth, result.predicted, len(result.class_names))
+    panels = [("hit score", result.hit_scores), *result.extra_scores.items()]
+    fig, axes = plt.subplots(1, 1 + len(panels), figsize=(5 * (1 + len(panels)), 4.4))
+    ax = axes[0]
+    ax.imshow(cm / np.maximum(cm.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(cm):
+        ax.text(j, i, str(value), ha="center", va="center", color="black" if cm[i].sum() == 0 or
+                value < 0.6 * cm[i].sum() else "white")
+    ticks = range(len(result.class_names))
+    ax.set_xticks(ticks, result.class_names, rotation=30)
+    ax.set_yticks(ticks, result.class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("truth")
+    ax.set_title("confusion matrix")
+    bins = np.linspace(0, 1, 41)
+    for ax, (name, scores) in zip(axes[1:], panels):
+        for c, cname in enumerate(result.class_names):
+            if np.any(result.truth == c):
+                ax.hist(scores[result.truth == c], bins=bins, histtype="step", lw=1.5, label=f"truth {cname}")
+        if name == "hit score":
+            ax.axvline(result.threshold, color="k", ls="--", lw=1, label="threshold")
+        ax.set_yscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("events")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``mpireduce evaluate``."""
+    for path in (args.model, args.run):
+        if not Path(path).is_file():
+            raise InputError(f"{path} not found; check the path")
+    result = evaluate_model(args.model, args.run, args.max_events)
+    text = report_text(result, args.model, args.run)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.txt").write_text(text + "\n")
+    write_figure(result, Path(f"{out}.png"))
+    print(f"wrote {out}.txt and {out}.png")
+    return 0
+
+
+def run_cli(argv: Optional[Sequence[str]] = None) -> int:
+    """``mpireduce evaluate`` without the launcher (for tests and scripts)."""
+    parser = argparse.ArgumentParser(prog="mpireduce evaluate")
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
