@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 import time
 import traceback
@@ -159,11 +158,12 @@ def _reduce(plan: Plan, comm) -> None:
     from .gather import (RankStats, ResultCollector, ResultSender, chunk_bounds, my_chunks, n_chunks,
                          results_in_order)
     from .process import ChunkProcessor
+    from .provenance import hash_inputs, utc_now
     from .sources import FrameReader
 
     rank, size = comm.Get_rank(), comm.Get_size()
     config = plan.config
-    started = _utc_now()
+    started = utc_now()
     detector = _make_detector(config, plan.geometry)
     classifier = _make_classifier(config, plan.geometry)
     _limit_threads(config.run.threads_per_rank)
@@ -191,7 +191,7 @@ def _reduce(plan: Plan, comm) -> None:
         exchange.flush()
     stats.seconds_wall = time.perf_counter() - t0
     processor.reader.close()
-    hashes = _hash_inputs(plan, comm)
+    hashes = hash_inputs(plan.index.files, comm) if config.output.checksum_inputs else {}
     all_stats = comm.gather(stats, root=0)
     if rank == 0:
         _finish(plan, writer, all_stats, hashes, started, detector.backend.name, classifier.describe(), comm)
@@ -220,47 +220,17 @@ def _open_writer(plan: Plan, descriptor):
                          descriptor_names=tuple(descriptor.names) if descriptor else ())
 
 
-def _hash_inputs(plan: Plan, comm) -> dict:
-    """sha256 of each input file, the files shared out over ranks; {} when disabled."""
-    from .provenance import sha256_file
-
-    if not plan.config.output.checksum_inputs:
-        return {}
-    rank, size = comm.Get_rank(), comm.Get_size()
-    mine = {i: sha256_file(f.path) for i, f in enumerate(plan.index.files)
-            if i % size == rank and f.kind != "psana"}
-    merged = {}
-    for part in comm.gather(mine, root=0) or []:
-        merged.update(part)
-    return merged
-
-
 def _finish(plan: Plan, writer, all_stats: list, hashes: dict, started: str, backend: str, classifier: dict,
             comm) -> None:
+    from .provenance import job_provenance, utc_now
     from .report import job_statistics, print_summary
 
     statistics = job_statistics(all_stats)
-    provenance = _provenance(plan, all_stats, hashes, started, backend, comm)
-    provenance["classifier"] = classifier
+    provenance = job_provenance(plan.config, plan.index.files, hashes, started=started, ended=utc_now(),
+                                mpi_size=comm.Get_size(), hosts=sorted({s.host for s in all_stats}),
+                                backend=backend, classifier=classifier)
     path = writer.finish(statistics, provenance)
     print_summary(path, statistics, plan.index)
-
-
-def _provenance(plan: Plan, all_stats: list, hashes: dict, started: str, backend: str, comm) -> dict:
-    from . import __version__
-    from .provenance import git_revision, library_versions
-
-    config = plan.config
-    inputs = [{"path": f.path, "size_bytes": f.size_bytes, "n_events": f.n_events,
-               "sha256": hashes.get(i, "not computed")} for i, f in enumerate(plan.index.files)]
-    return {
-        "program": "mpireduce", "version": __version__, **git_revision(),
-        "command_line": _command_line(),
-        "config": config.to_yaml(), "config_sha256": config.sha256(),
-        "mpi_size": comm.Get_size(), "hosts": sorted({s.host for s in all_stats}),
-        "libraries": library_versions(used_cupy=backend == "cupy"), "array_backend": backend,
-        "inputs": inputs, "start_utc": started, "end_utc": _utc_now(),
-    }
 
 
 def _limit_threads(n: int) -> None:
@@ -269,18 +239,7 @@ def _limit_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
-def _command_line() -> str:
-    program = os.path.basename(sys.argv[0])
-    return " ".join(["mpireduce" if program == "__main__.py" else program, *sys.argv[1:]])
-
-
 def _host() -> str:
     from mpi4py import MPI
 
     return MPI.Get_processor_name()
-
-
-def _utc_now() -> str:
-    from .provenance import utc_now
-
-    return utc_now()

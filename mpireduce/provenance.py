@@ -11,7 +11,9 @@ import datetime
 import hashlib
 import json
 import platform
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -113,3 +115,38 @@ def read_provenance(group) -> dict:
         except (json.JSONDecodeError, TypeError):
             out[key] = text
     return out
+
+
+def hash_inputs(files, comm) -> dict:
+    """sha256 of every input file (index -> hex), the files shared out over the ranks.
+
+    Returns the merged dict on rank 0 and ``{}`` elsewhere; psana runs have no file to hash.
+    """
+    rank, size = comm.Get_rank(), comm.Get_size()
+    mine = {i: sha256_file(f.path) for i, f in enumerate(files) if i % size == rank and f.kind != "psana"}
+    merged = {}
+    for part in comm.gather(mine, root=0) or []:
+        merged.update(part)
+    return merged
+
+
+def job_provenance(config, files, hashes: dict, *, started: str, ended: str, mpi_size: int, hosts: list,
+                   backend: str, classifier: dict) -> dict:
+    """The provenance record of a reduction job (see the module docstring)."""
+    from . import __version__
+
+    inputs = [{"path": f.path, "size_bytes": f.size_bytes, "n_events": f.n_events,
+               "sha256": hashes.get(i, "not computed")} for i, f in enumerate(files)]
+    return {
+        "program": "mpireduce", "version": __version__, **git_revision(),
+        "command_line": command_line(), "config": config.to_yaml(), "config_sha256": config.sha256(),
+        "mpi_size": mpi_size, "hosts": hosts, "libraries": library_versions(used_cupy=backend == "cupy"),
+        "array_backend": backend, "classifier": classifier, "inputs": inputs,
+        "start_utc": started, "end_utc": ended,
+    }
+
+
+def command_line() -> str:
+    """The command as the user typed it (``python -m mpireduce`` shows as ``mpireduce``)."""
+    program = os.path.basename(sys.argv[0])
+    return " ".join(["mpireduce" if program == "__main__.py" else program, *sys.argv[1:]])

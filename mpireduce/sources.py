@@ -83,7 +83,6 @@ def open_source(config: JobConfig) -> EventIndex:
     Raises :class:`InputError` with a message saying what to do when a file is missing,
     unreadable, truncated, or has no usable frame dataset.
     """
-    import h5py
     import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4/zstd filters)
 
     from .image_files import inspect_image_file
