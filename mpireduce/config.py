@@ -140,6 +140,7 @@ class RunConfig:
     chunk_size: int = 8  #: events per work unit; chunks go round-robin to ranks
     threads_per_rank: int = 1  #: numpy/torch threads on each rank
     max_pending_sends: int = 4  #: chunks a rank may have in flight to rank 0
+    prefetch: bool = True  #: read the next chunk in a background thread while computing this one
 
     def validate(self) -> None:
         if self.chunk_size < 1 or self.threads_per_rank < 1 or self.max_pending_sends < 1:

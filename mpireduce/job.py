@@ -157,6 +157,7 @@ def _warn_detector_mismatch(classifier, config: JobConfig) -> None:
 def _reduce(plan: Plan, comm) -> None:
     from .gather import (RankStats, ResultCollector, ResultSender, chunk_bounds, my_chunks, n_chunks,
                          results_in_order)
+    from .prefetch import PrefetchingReader
     from .process import ChunkProcessor
     from .provenance import hash_inputs, utc_now
     from .sources import FrameReader
@@ -168,7 +169,10 @@ def _reduce(plan: Plan, comm) -> None:
     classifier = _make_classifier(config, plan.geometry)
     _limit_threads(config.run.threads_per_rank)
     exchange = (ResultCollector if rank == 0 else ResultSender)(comm, config.run.max_pending_sends)
-    processor = ChunkProcessor(FrameReader(plan.index, config.source), detector, classifier, plan.geometry.mask,
+    reader = FrameReader(plan.index, config.source)
+    if config.run.prefetch:
+        reader = PrefetchingReader(reader)
+    processor = ChunkProcessor(reader, detector, classifier, plan.geometry.mask,
                                keep_frames=config.output.keep == "hits", between_events=exchange.progress,
                                descriptor=_make_descriptor(config, plan.geometry))
     total = n_chunks(plan.index.n_events, config.run.chunk_size)
@@ -177,8 +181,12 @@ def _reduce(plan: Plan, comm) -> None:
     comm.Barrier()  # every rank ready: per-rank speed counts work, not start-up skew
     t0 = time.perf_counter()
 
+    def bounds(chunk: int) -> tuple:
+        return chunk_bounds(chunk, config.run.chunk_size, plan.index.n_events)
+
     def process(chunk: int):
-        result = processor.process(chunk, *chunk_bounds(chunk, config.run.chunk_size, plan.index.n_events), rank)
+        following = bounds(chunk + size) if chunk + size < total else None
+        result = processor.process(chunk, *bounds(chunk), rank, then=following)
         stats.add(result)
         return result
 

@@ -35,11 +35,17 @@ class ChunkProcessor:
         fault = os.environ.get(FAULT_ENV)
         self._fault_at: Optional[int] = int(fault) if fault else None
 
-    def process(self, chunk: int, start: int, stop: int, rank: int) -> ChunkResult:
-        """Read, detect and classify events ``[start, stop)``."""
+    def process(self, chunk: int, start: int, stop: int, rank: int, then: Optional[tuple] = None) -> ChunkResult:
+        """Read, detect and classify events ``[start, stop)``.
+
+        ``then`` is the (start, stop) this rank processes next: a prefetching reader starts
+        reading it while this chunk is computed.
+        """
         clock = {"read": 0.0, "detect": 0.0, "classify": 0.0}
         t0 = time.perf_counter()
         frames, file_no, local, stamps, status = self.reader.read(start, stop)
+        if then is not None and hasattr(self.reader, "prefetch"):
+            self.reader.prefetch(*then)
         clock["read"] = time.perf_counter() - t0
         tables, inputs = self._detect(frames, status, start, clock)
         t0 = time.perf_counter()
