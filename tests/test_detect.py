@@ -193,6 +193,57 @@ def test_factory_builds_the_configured_detector(backend):
         make_detector(DetectConfig(mode="fast9"), make_geometry(), backend)
 
 
+def _small_detector(backend, shape=(64, 64), centre=(31.5, 32.0)):
+    geometry = DetectorGeometry(shape, centre[0], centre[1], np.ones(shape, np.int8))
+    return detector(backend, geometry, adc_threshold=2.0, min_snr=5.0, min_pixel_count=2,
+                    max_pixel_count=40, local_bg_radius=3)
+
+
+def test_local_background_follows_peakfinder8(backend):
+    """Ring window (offsets -2R..2R-1 within 2R), pixels equal to the threshold are not
+    background, and snr = intensity / bg_sigma."""
+    frame = np.zeros((64, 64), np.int32)
+    frame[20, 31] = frame[20, 32] = 3  # one radius bin: the window centres on (20, 32)
+    frame[21, 31] = frame[19, 33] = 2  # equal to the threshold (adc 2): neither seed nor background
+    for row, col in ((20, 36), (24, 32), (14, 32), (20, 26)):  # inside the window
+        frame[row, col] = 1
+    frame[26, 32] = frame[20, 38] = 1  # +2R: outside the window
+    table = _small_detector(backend).find(frame)
+    assert len(table) == 1
+    n = 111 - 4  # window pixels less the peak and the two pixels at the threshold
+    mean = 4.0 / n
+    sigma = math.sqrt(mean - mean * mean)
+    intensity = 6.0 - 2.0 * mean
+    assert table.npix[0] == 2 and table.fs[0] == 31.5 and table.ss[0] == 20.0
+    np.testing.assert_allclose(table.intensity[0], intensity, rtol=1e-6)
+    np.testing.assert_allclose(table.max_value[0], 3.0 - mean, rtol=1e-6)
+    np.testing.assert_allclose(table.snr[0], intensity / sigma, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bright, kept", [(4, True), (5, True), (6, False)])
+def test_peak_must_reach_the_local_background_max(backend, bright, kept):
+    """A background pixel (below its own, higher, threshold) as bright as the peak's
+    brightest pixel does not reject it; a brighter one does."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:64, :64]
+    ring = np.rint(np.hypot(yy - 32.0, xx - 32.0)) == 18  # one bright radius bin
+    frame = np.where(ring, rng.poisson(10, (64, 64)), np.minimum(rng.poisson(0.5, (64, 64)), 1))
+    frame[ring & (np.abs(yy - 32) <= 7) & (np.abs(xx - 47) <= 7)] = 0
+    frame[32, 46] = frame[32, 47] = 5
+    frame[32, 50] = bright  # in the bright bin, far below its threshold
+    table = _small_detector(backend, centre=(32.0, 32.0)).find(frame.astype(np.int32))
+    assert (len(table) == 1 and table.fs[0] == 46.5) if kept else len(table) == 0
+
+
+def test_components_on_the_frame_border_need_an_inner_pixel(backend):
+    frame = np.zeros((64, 64), np.int32)
+    frame[::5, ::3] = 1
+    frame[10:12, 0] = 9  # only border pixels: never seeded
+    frame[40, 0] = frame[40, 1] = 9  # one inner pixel: found, border pixel included
+    table = _small_detector(backend).find(frame)
+    assert len(table) == 1 and table.npix[0] == 2 and abs(table.ss[0] - 40.0) < 1e-6
+
+
 # ---------------------------------------------------------------- parameter semantics
 
 def test_max_num_peaks_keeps_the_brightest(backend):

@@ -1,30 +1,25 @@
 """Bragg-peak detection with peakfinder8 semantics, written once against ``xp``/``ndi``.
 
-Steps (Barty et al., J. Appl. Cryst. 47, 1118 (2014); this is an independent
-implementation of the published description):
+Independent implementation of Barty et al., J. Appl. Cryst. 47, 1118 (2014):
 
-1. Radial statistics with sigma clipping give a threshold per radius bin
-   (:mod:`.radial`); unmasked pixels strictly above it, inside ``min_res <= r <= max_res``,
-   are seeds.
+1. Radial sigma clipping gives a threshold per radius bin (:mod:`.radial`); unmasked
+   pixels strictly above it, inside ``min_res <= r <= max_res``, are seeds.
 2. Seeds form 8-connected components (3x3 structure); components with
-   ``min_pixel_count <= npix <= max_pixel_count`` are candidate peaks. Few seeds are
-   labelled sparsely (:func:`label_sparse`, cost independent of the frame size), many
-   with ``ndi.label`` over the frame; both number components the same way.
-3. Local background per candidate: the pixels within ``local_bg_radius`` of its rounded
-   centroid (a disk) that are unmasked, on the frame and not above their radial
-   threshold. ``bg_mean``/``bg_sigma`` are their mean and population standard deviation
-   and ``bg_max`` the brightest of them. With fewer than ``MIN_BACKGROUND_PIXELS`` such
-   pixels the candidate uses the radial mean/sigma of its own pixels instead (and no
-   ``bg_max`` rule).
-4. ``intensity = sum(I) - npix * bg_mean``;
-   ``snr = intensity / (bg_sigma * sqrt(npix))`` (the integrated signal over the noise of
-   an npix-pixel sum of background); the centroid is weighted by ``I - bg_mean``.
-   A candidate is a peak when ``snr >= min_snr``, ``intensity > 0`` and its brightest
-   pixel exceeds ``bg_max`` (peakfinder8's rule that a peak outshines its surroundings).
+   ``min_pixel_count <= npix <= max_pixel_count`` and a pixel off the frame's 1-pixel
+   border (peakfinder8 seeds no border pixel) are candidates. Few seeds are labelled
+   sparsely (:func:`label_sparse`), many with ``ndi.label``; both number alike.
+3. Local background per candidate: the pixels of peakfinder8's window around its rounded
+   centroid (:func:`ring_offsets`: offsets ``-2R <= d < 2R`` within ``2R``, ``R =
+   local_bg_radius``) that are unmasked, on the frame and strictly *below* their radial
+   threshold (a pixel equal to it is neither seed nor background). ``bg_mean``/``bg_sigma``
+   are their mean and population sigma, ``bg_max`` the brightest. With fewer than
+   ``MIN_BACKGROUND_PIXELS`` the radial mean/sigma of the candidate's pixels are used.
+4. ``intensity = sum(I) - npix * bg_mean``; ``snr = intensity / bg_sigma`` (peakfinder8's
+   definition); the centroid is weighted by ``I - bg_mean``. A candidate is a peak when
+   ``snr >= min_snr``, ``intensity > 0`` and its brightest pixel is at least ``bg_max``.
 5. Peaks are sorted by intensity (descending) and cut to ``max_num_peaks``.
 
-Coordinates follow Cheetah/CXI: ``fs`` is the column, ``ss`` the row, and the centre of
-pixel (0, 0) is (0.0, 0.0).
+Coordinates follow Cheetah/CXI: ``fs`` column, ``ss`` row, pixel (0, 0) centred at 0.0.
 """
 
 from __future__ import annotations
@@ -53,7 +48,6 @@ DENSE_FRACTION = 0.02
 @dataclass(frozen=True)
 class Candidates:
     """Pixels of the size-filtered components (``comp`` numbers them 0..count-1)."""
-
     pixels: Array  #: flat indices
     comp: Array  #: component id of each pixel
     count: int
@@ -61,7 +55,6 @@ class Candidates:
 
 class Peakfinder8:
     """peakfinder8-style detector for one geometry; ``find`` takes one frame."""
-
     name = "peakfinder8"
 
     def __init__(self, config: DetectConfig, geometry: DetectorGeometry, backend: Backend) -> None:
@@ -76,7 +69,7 @@ class Peakfinder8:
         radius = xp.asarray(geometry.radius_px()).ravel()
         good = xp.asarray(geometry.mask).astype(bool).ravel()
         self.search = good & (radius >= config.min_res) & (radius <= config.max_res)
-        self.window_ss, self.window_fs = disk_offsets(xp, config.local_bg_radius)
+        self.window_ss, self.window_fs = ring_offsets(xp, config.local_bg_radius)
 
     def find(self, frame) -> PeakTable:
         """Peaks of one frame (any numeric dtype, shape ``geometry.shape``)."""
@@ -101,7 +94,11 @@ class Peakfinder8:
         xp, cfg = self.backend.xp, self.config
         label, count = label_components(self.backend, seeds, self.shape)
         npix = xp.bincount(label, minlength=count)
-        ok = (npix >= cfg.min_pixel_count) & (npix <= cfg.max_pixel_count)
+        (height, width), (ss, fs) = self.shape, xp.divmod(seeds, self.shape[1])
+        inner = (ss > 0) & (ss < height - 1) & (fs > 0) & (fs < width - 1)  # can seed
+        ok = xp.zeros(count, dtype=bool)
+        ok[label[inner]] = True
+        ok &= (npix >= cfg.min_pixel_count) & (npix <= cfg.max_pixel_count)
         keep = ok[label]
         new_id = xp.cumsum(ok) - 1
         return Candidates(seeds[keep], new_id[label[keep]], int(ok.sum()))
@@ -128,22 +125,22 @@ class Peakfinder8:
         weight = xp.where(intensity > 0, intensity, 1.0)  # the others are dropped below
         centre_fs = (total(values * fs) - bg_mean * total(fs)) / weight
         centre_ss = (total(values * ss) - bg_mean * total(ss)) / weight
-        snr = intensity / xp.maximum(bg_sigma * xp.sqrt(npix), NOISE_FLOOR)
+        snr = intensity / xp.maximum(bg_sigma, NOISE_FLOOR)
         peak_max = self.backend.ndi.maximum(values, labels=cand.comp, index=xp.arange(cand.count))
         peak_max = xp.asarray(peak_max, dtype=xp.float64)
-        keep = xp.flatnonzero((snr >= self.config.min_snr) & (intensity > 0) & (peak_max > bg_max))
+        keep = xp.flatnonzero((snr >= self.config.min_snr) & (intensity > 0) & (peak_max >= bg_max))
         order = keep[xp.argsort(-intensity[keep], kind="stable")][: self.config.max_num_peaks]
         return self._table(centre_fs[order], centre_ss[order], intensity[order], npix[order],
                            (peak_max - bg_mean)[order], snr[order])
 
     def _local_background(self, flat: Array, stats: RadialResult, rough_ss: Array, rough_fs: Array):
-        """(mean, sigma, max) of the background disk around each centroid; NaN when too few."""
+        """(mean, sigma, max) of the background window around each centroid; NaN when too few."""
         xp = self.backend.xp
         # masked pixels sit in the dump bin, whose threshold -inf rejects every value
         threshold = xp.concatenate([stats.threshold, xp.full(1, -xp.inf, stats.threshold.dtype)])
         mean, sigma, bg_max, count = disk_background(
             xp, flat, self.shape, (self.window_ss, self.window_fs), threshold, self.radial.bins,
-            rough_ss, rough_fs)
+            rough_ss, rough_fs, strict=True)
         few = count < MIN_BACKGROUND_PIXELS
         return xp.where(few, xp.nan, mean), sigma, xp.where(few, -xp.inf, bg_max)
 
@@ -157,19 +154,20 @@ class Peakfinder8:
 
 
 def disk_background(xp, flat: Array, shape: tuple, window: tuple, limit: Array, bins: Array,
-                    centre_ss: Array, centre_fs: Array):
-    """Background statistics on a disk around each (rounded) centre.
+                    centre_ss: Array, centre_fs: Array, strict: bool = False):
+    """Background statistics on a window around each (rounded) centre.
 
-    ``window`` is (d_ss, d_fs) from :func:`disk_offsets`; a pixel counts when it is on the
-    frame and its value is at most ``limit[bins[pixel]]`` (-inf excludes it). Returns
-    (mean, population sigma, max, count) per centre, in float64 (max -inf when none).
+    ``window`` is (d_ss, d_fs) from :func:`disk_offsets` or :func:`ring_offsets`; a pixel
+    counts when it is on the frame and its value is at most ``limit[bins[pixel]]`` (below
+    it if ``strict``; -inf excludes it). Returns float64 (mean, sigma, max, count) per centre.
     """
     rows = xp.rint(centre_ss).astype(xp.int64)[:, None] + window[0][None, :]
     cols = xp.rint(centre_fs).astype(xp.int64)[:, None] + window[1][None, :]
     inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
     index = xp.where(inside, rows * shape[1] + cols, 0)
     values = as_float32(xp, flat[index]).astype(xp.float64)
-    usable = inside & (values <= limit[bins[index]])
+    bound = limit[bins[index]]
+    usable = inside & ((values < bound) if strict else (values <= bound))
     count = usable.sum(axis=1)
     n = xp.maximum(count, 1)
     mean = xp.where(usable, values, 0.0).sum(axis=1) / n
@@ -188,6 +186,14 @@ def disk_offsets(xp, radius: int):
     span = xp.arange(-radius, radius + 1, dtype=xp.int64)
     d_ss, d_fs = xp.meshgrid(span, span, indexing="ij")
     inside = d_ss * d_ss + d_fs * d_fs <= radius * radius
+    return d_ss[inside], d_fs[inside]
+
+
+def ring_offsets(xp, radius: int):
+    """(d_ss, d_fs) int64 offsets of peakfinder8's background window: -2r <= d < 2r, |d| <= 2r."""
+    span = xp.arange(-2 * radius, 2 * radius, dtype=xp.int64)
+    d_ss, d_fs = xp.meshgrid(span, span, indexing="ij")
+    inside = d_ss * d_ss + d_fs * d_fs <= 4 * radius * radius
     return d_ss[inside], d_fs[inside]
 
 
