@@ -53,10 +53,10 @@ def trained_model(tmp_path_factory):
     """A CNN trained by our own ``mpireduce train`` on a separate simulated run."""
     folder = tmp_path_factory.mktemp("model")
     run = folder / "train.h5"
-    check(run_cli("simulate", run, "--frames", 120, "--hit-fraction", 0.4, "--detector", DETECTOR, "--seed", 77))
+    check(run_cli("simulate", run, "--frames", 200, "--hit-fraction", 0.4, "--detector", DETECTOR, "--seed", 77))
     model = folder / "hitfinder.pt"
     detect_config = write_job(folder, [run])  # train with the detector settings the jobs use
-    check(run_cli("train", run, "-o", model, "--labels", "truth", "--epochs", 15, "--size", 64,
+    check(run_cli("train", run, "-o", model, "--labels", "truth", "--epochs", 20, "--size", 64,
                   "--detect-config", detect_config))
     return model
 
