@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
@@ -34,6 +36,7 @@ def test_run_file_layout_and_truth(tmp_path):
     assert np.all((truth.shape == "none") == (truth.kind == 0))
     assert np.all(truth.n_particles[truth.kind == 1] == 1)
     assert np.all(np.isin(truth.n_particles[truth.kind == 2], [2, 3]))
+    assert np.all(truth.separation[truth.kind == 2] > 0) and np.all(truth.separation[truth.kind != 2] == 0)
     assert set(truth.shape[truth.kind == 3]) <= {"droplet", "rod", "aggregate"}
     with h5py.File(tmp_path / "spi.h5", "r") as f:
         data, mask = f["entry_1/data_1/data"][()], f["entry_1/data_1/mask"][()]
@@ -109,6 +112,12 @@ def test_prototype_classifier_learns_an_easy_set_and_round_trips(tmp_path):
     assert np.array_equal(clf.decide(clf.scores(test_x)), test_y == 1)
     assert clf.prepare(rng.poisson(2.0, (16, 16)), None).shape == (3, 16, 16)
 
+    ensemble, protos, _ = fit_siamese(x, y, 2, dataclasses.replace(options, steps=5, members=2), lambda _: None)
+    save_siamese(tmp_path / "e.pt", ensemble, protos, meta)
+    loaded = load_siamese(tmp_path / "e.pt")
+    assert loaded.metadata["architecture"]["name"] == "EmbeddingEnsemble" and loaded.net.dim == 16
+    assert np.allclose(loaded.class_scores(test_x), score_events(ensemble, protos, test_x, 0.25), atol=1e-5)
+
 
 def test_pickled_objects_are_refused(tmp_path):
     from mpireduce.classify.siamese import load_siamese
@@ -116,3 +125,31 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"format": "mpireduce-siamese", "format_version": 1, "thing": Grid(4, 1.0)}, tmp_path / "evil.pt")
     with pytest.raises(ModelError):
         load_siamese(tmp_path / "evil.pt")
+
+
+def test_polar_transform_turns_a_rotation_into_an_angle_shift():
+    from mpireduce.classify.spi_transform import SpiTransform
+
+    frame = np.random.default_rng(5).poisson(20.0, (64, 64)).astype(np.int32)
+    transform = SpiTransform(size=16, crop=64)
+    assert transform.layout == "polar" and transform.output_shape == (3, 16, 16)
+    centre = (31.5, 31.5)  # the array centre, about which np.rot90 turns the frame
+    out, turned = transform.apply(frame, None, centre), transform.apply(np.rot90(frame).copy(), None, centre)
+    # 16 angles span half a turn, so a quarter turn is a circular shift by 8 (either way)
+    shifts = [s for s in range(16) if np.allclose(np.roll(out, s, axis=2), turned, atol=1e-4)]
+    assert shifts == [8]
+
+
+def test_fill_rings_and_polar_augmentation():
+    from mpireduce.classify.spi_transform import fill_rings
+    from mpireduce.classify.train_spi import augment_polar
+
+    rings = np.array([[0, 1, 2], [0, 1, 2]])
+    image = np.array([[9.0, 2.0, 5.0], [9.0, 4.0, 7.0]])
+    valid = np.array([[False, True, True], [False, False, True]])
+    assert np.allclose(fill_rings(image, valid, rings), [[2.0, 2.0, 5.0], [2.0, 2.0, 7.0]])
+    batch = torch.arange(2 * 3 * 4 * 8, dtype=torch.float32).reshape(2, 3, 4, 8)
+    out = augment_polar(batch, torch.Generator().manual_seed(1))
+    for sample, original in zip(out, batch):
+        candidates = [torch.roll(o, s, dims=2) for s in range(8) for o in (original, original.flip(2))]
+        assert any(torch.equal(sample, c) for c in candidates)

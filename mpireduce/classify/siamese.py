@@ -5,7 +5,8 @@ patterns of one class lie closer to each other than to any other class (semi-har
 mining, :func:`triplet_loss`). A class is represented by its *prototype*, the normalised
 mean embedding of its labelled support examples; a pattern gets the class scores
 ``softmax(-|e - p_c|^2 / temperature)``. New classes or particles need only new support
-examples, not re-training.
+examples, not re-training. An :class:`EmbeddingEnsemble` of independently trained nets
+(concatenated embeddings) scores with the members' mean squared distance.
 
 Model file (``format = "mpireduce-siamese"``, version 1): a ``torch.save`` of a plain dict of
 tensors and strings (loads with ``weights_only=True``)::
@@ -40,22 +41,35 @@ FORMAT_VERSION = 1
 SPI_CLASSES = ("no_hit", "single", "multi", "unintended")
 
 
-def _block(in_channels: int, out_channels: int, stride: int = 1) -> list:
-    return [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+class AnglePad(nn.Module):
+    """Pad by one cell: circularly along the last (angle) axis, with zeros along the radius axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x, (1, 1, 0, 0), mode="circular")
+        return nn.functional.pad(x, (0, 0, 1, 1))
+
+
+def _block(in_channels: int, out_channels: int, circular: bool = False) -> list:
+    pad = [AnglePad()] if circular else []
+    return [*pad, nn.Conv2d(in_channels, out_channels, 3, padding=0 if circular else 1, bias=False),
             nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
 class EmbeddingNet(nn.Module):
-    """Conv-BN-ReLU blocks with max pooling, global mean+max pooling, linear -> unit vector of ``dim``."""
+    """Conv-BN-ReLU blocks with max pooling, global mean+max pooling, linear -> unit vector of ``dim``.
 
-    def __init__(self, in_channels: int = 3, width: int = 16, dim: int = 32) -> None:
+    ``circular``: inputs are (radius, angle) grids; convolutions wrap around the angle axis, so
+    with the global pooling a rotation of the pattern (a shift along angle) barely changes the output.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 16, dim: int = 32, circular: bool = False) -> None:
         super().__init__()
-        self.in_channels, self.width, self.dim = in_channels, width, dim
+        self.in_channels, self.width, self.dim, self.circular = in_channels, width, dim, circular
         self.features = nn.Sequential(
-            *_block(in_channels, width), nn.MaxPool2d(2),
-            *_block(width, 2 * width), nn.MaxPool2d(2),
-            *_block(2 * width, 4 * width), nn.MaxPool2d(2),
-            *_block(4 * width, 4 * width))
+            *_block(in_channels, width, circular), nn.MaxPool2d(2),
+            *_block(width, 2 * width, circular), nn.MaxPool2d(2),
+            *_block(2 * width, 4 * width, circular), nn.MaxPool2d(2),
+            *_block(4 * width, 4 * width, circular))
         self.head = nn.Linear(8 * width, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +78,34 @@ class EmbeddingNet(nn.Module):
         return nn.functional.normalize(self.head(pooled), dim=1)
 
     def kwargs(self) -> dict:
-        return {"in_channels": self.in_channels, "width": self.width, "dim": self.dim}
+        return {"in_channels": self.in_channels, "width": self.width, "dim": self.dim, "circular": self.circular}
+
+
+class EmbeddingEnsemble(nn.Module):
+    """Several independently trained :class:`EmbeddingNet` s; their unit embeddings concatenated / sqrt(K).
+
+    The output is again a unit vector, and its squared distance to a prototype concatenated
+    the same way is the members' mean squared distance, so prototype scoring is unchanged.
+    """
+
+    def __init__(self, members: int = 1, **kwargs) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(EmbeddingNet(**kwargs) for _ in range(members))
+        self.dim = members * self.members[0].dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m(x) for m in self.members], dim=1) / len(self.members) ** 0.5
+
+    def kwargs(self) -> dict:
+        return {"members": len(self.members), **self.members[0].kwargs()}
+
+
+def build_net(architecture: dict) -> nn.Module:
+    """The untrained net an ``architecture`` metadata entry describes (name and kwargs)."""
+    kinds = {"EmbeddingNet": EmbeddingNet, "EmbeddingEnsemble": EmbeddingEnsemble}
+    if architecture.get("name") not in kinds:
+        raise ValueError(f"unknown SPI architecture {architecture.get('name')!r}")
+    return kinds[architecture["name"]](**architecture["kwargs"])
 
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float, mining: str = "semi-hard") -> torch.Tensor:
@@ -98,7 +139,7 @@ def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float, 
     return losses.mean() if len(losses) else embeddings.sum() * 0.0
 
 
-def embed(net: EmbeddingNet, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def embed(net: nn.Module, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Embeddings (N, dim) of stacked inputs, batched, in inference mode."""
     net.eval()
     out = np.empty((len(inputs), net.dim), np.float32)
@@ -133,7 +174,7 @@ def prototype_scores(embeddings: np.ndarray, prototypes: np.ndarray, temperature
 class SiameseModel:
     """A loaded (or freshly trained) embedding net with its prototypes and metadata."""
 
-    net: EmbeddingNet
+    net: nn.Module  #: EmbeddingNet or EmbeddingEnsemble
     prototypes: np.ndarray  #: (C, D)
     transform: SpiTransform
     classes: Tuple[str, ...]
@@ -156,7 +197,7 @@ def save_siamese(path: Union[str, Path], net: EmbeddingNet, prototypes: np.ndarr
         if key not in metadata:
             raise ValueError(f"SPI model metadata needs {key!r}")
     meta = dict(metadata)
-    meta.setdefault("architecture", {"name": "EmbeddingNet", "kwargs": net.kwargs()})
+    meta.setdefault("architecture", {"name": type(net).__name__, "kwargs": net.kwargs()})
     meta.setdefault("classes", list(SPI_CLASSES))
     meta.setdefault("hit_classes", [c for c in meta["classes"] if c != "no_hit"])
     meta.setdefault("thresholds", {"hit": 0.5})
@@ -197,7 +238,7 @@ def load_siamese(path: Union[str, Path]) -> SiameseModel:
         raise ModelError(f"{path} is a {fmt!r} v{payload.get('format_version')} model, not {FORMAT!r} v{FORMAT_VERSION}")
     try:
         meta = json.loads(payload["metadata"])
-        net = EmbeddingNet(**meta["architecture"]["kwargs"])
+        net = build_net(meta["architecture"])
         net.load_state_dict(payload["state_dict"])
         transform = SpiTransform.from_dict(meta["transform"])
         prototypes = payload["prototypes"].numpy().astype(np.float32)

@@ -2,7 +2,9 @@
 
 ``python -m mpireduce.classify.train_spi RUN.h5 -o spi.pt --labels-per-class 40``
 
-Only ``--labels-per-class`` events of each class are used (chosen at random among the events
+Inputs are polar (:class:`SpiTransform`, ``--layout``) and the embedding is an ensemble of
+``--members`` nets trained ``--steps`` each (different seeds). Only ``--labels-per-class``
+events of each class are used (chosen at random among the events
 whose shape is not ``--exclude-shape``d); they train the embedding and become the support set
 whose mean embeddings are the class prototypes. Every other event of the run is scored and
 the confusion matrix and per-class precision/recall/F1 are printed (and stored in the model
@@ -14,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -29,7 +31,7 @@ DATA_PATH = "/entry_1/data_1/data"
 class SiameseOptions:
     """Hyper-parameters of one training run (recorded in the model file)."""
 
-    steps: int = 300
+    steps: int = 250
     per_class_batch: int = 16  #: examples of each class in one batch (P x K batches)
     lr: float = 2e-3
     margin: float = 0.3
@@ -39,6 +41,21 @@ class SiameseOptions:
     temperature: float = 0.25  #: of the prototype softmax (argmax does not depend on it)
     seed: int = 0
     threads: int = 2
+    polar: bool = True  #: inputs are (radius, angle) grids: circular net, augment by rotating and mirroring
+    members: int = 1  #: ensemble of this many nets (seeds seed, seed + 1, ...), each trained ``steps``
+
+
+def augment_polar(batch, generator):
+    """Each sample rotated by a random shift along the angle axis, half of them also mirrored."""
+    import torch
+
+    n, size = len(batch), batch.shape[-1]
+    shift = torch.randint(0, size, (n,), generator=generator)
+    mirror = torch.rand(n, generator=generator) < 0.5
+    angle = torch.arange(size)
+    index = torch.where(mirror[:, None], -angle[None, :], angle[None, :]) + shift[:, None]
+    index = (index % size)[:, None, None, :].expand_as(batch)
+    return torch.gather(batch, 3, index)
 
 
 @dataclass
@@ -92,7 +109,19 @@ def choose_support(labels: np.ndarray, shapes: np.ndarray, per_class: int, n_cla
 
 def fit_siamese(inputs: np.ndarray, labels: np.ndarray, n_classes: int, options: SiameseOptions,
                 report: Callable[[str], None] = print):
-    """Train an :class:`EmbeddingNet` with batch-hard triplet loss; returns (net, prototypes, history)."""
+    """Train an :class:`EmbeddingNet` (or an ensemble of ``options.members``) with a triplet loss.
+
+    Returns (net, prototypes, loss history of the last member).
+    """
+    if options.members > 1:
+        from .siamese import EmbeddingEnsemble, embed, prototypes_of
+
+        fits = [fit_siamese(inputs, labels, n_classes, replace(options, members=1, seed=options.seed + k), report)
+                for k in range(options.members)]
+        net = EmbeddingEnsemble(options.members, **fits[0][0].kwargs())
+        for member, (trained, _, _) in zip(net.members, fits):
+            member.load_state_dict(trained.state_dict())
+        return net, prototypes_of(embed(net, inputs), labels, n_classes), fits[-1][2]
     import torch
 
     from .siamese import EmbeddingNet, embed, prototypes_of, triplet_loss
@@ -102,7 +131,8 @@ def fit_siamese(inputs: np.ndarray, labels: np.ndarray, n_classes: int, options:
     torch.set_num_threads(options.threads)
     generator = torch.Generator().manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
-    net = EmbeddingNet(inputs.shape[1], options.width, options.dim)
+    net = EmbeddingNet(inputs.shape[1], options.width, options.dim, circular=options.polar)
+    augment_batch = augment_polar if options.polar else augment  # square flips would mix radius and angle
     optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=options.steps)
     by_class = [np.flatnonzero(labels == c) for c in range(n_classes)]
@@ -110,7 +140,7 @@ def fit_siamese(inputs: np.ndarray, labels: np.ndarray, n_classes: int, options:
     for step in range(options.steps):
         index = np.concatenate([rng.choice(m, options.per_class_batch, replace=len(m) < options.per_class_batch)
                                 for m in by_class if len(m)])
-        x = augment(torch.from_numpy(inputs[index]), generator)
+        x = augment_batch(torch.from_numpy(inputs[index]), generator)
         net.train()
         optimizer.zero_grad()
         loss = triplet_loss(net(x), torch.from_numpy(labels[index]), options.margin, options.mining)
@@ -140,7 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="never train on this particle shape; its events are scored as 'unseen' (repeatable)")
     parser.add_argument("--steps", type=int, default=SiameseOptions.steps, help="training steps (batches)")
     parser.add_argument("--mining", choices=("semi-hard", "batch-hard"), default="semi-hard", help="triplet mining")
-    parser.add_argument("--size", type=int, default=64, help="side of the binned input image")
+    parser.add_argument("--size", type=int, default=64, help="side of the input grid (polar: radii and angles)")
+    parser.add_argument("--layout", choices=("polar", "square"), default="polar", help="input grid (SpiTransform)")
+    parser.add_argument("--width", type=int, default=SiameseOptions.width, help="channels of the first conv layer")
+    parser.add_argument("--dim", type=int, default=SiameseOptions.dim, help="embedding dimension")
+    parser.add_argument("--members", type=int, default=3, help="ensemble of this many nets, each trained --steps")
     parser.add_argument("--crop", type=int, default=0, help="side of the centred detector square (0 = frame side)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -159,11 +193,12 @@ def train_from_args(args: argparse.Namespace, report: Callable[[str], None] = pr
     out, run = Path(args.output), args.runs[0]
     if out.exists() and not args.overwrite:
         raise InputError(f"{out} exists; choose another -o or pass --overwrite")
-    transform = SpiTransform(size=args.size, crop=args.crop or _frame_side(run))
+    transform = SpiTransform(size=args.size, crop=args.crop or _frame_side(run), layout=args.layout)
     data = load_spi_run(run, transform, args.max_events)
     n_classes = len(data.class_names)
     support = choose_support(data.labels, data.shapes, args.labels_per_class, n_classes, args.exclude_shape, args.seed)
-    options = SiameseOptions(steps=args.steps, seed=args.seed, threads=args.threads, mining=args.mining)
+    options = SiameseOptions(steps=args.steps, seed=args.seed, threads=args.threads, mining=args.mining,
+                             width=args.width, dim=args.dim, polar=args.layout == "polar", members=args.members)
     clock = time.perf_counter()
     net, prototypes, history = fit_siamese(data.inputs[support], data.labels[support], n_classes, options, report)
     seconds = round(time.perf_counter() - clock, 1)

@@ -109,10 +109,22 @@ def _ellipsoid(size, rng, rotation, y, x):
 
 
 def _dumbbell(size, rng, rotation, y, x):
-    """A peanut: two equal spheres (about the volume of one of diameter ``size``) fused half-way."""
-    radius = size / 2 / np.cbrt(1.6)
-    axis = rotation[:, 0] * radius * rng.uniform(0.55, 0.75)
-    return sum(ellipsoid_chord((radius,) * 3, np.eye(3), y - s * axis[1], x - s * axis[0]) for s in (-1, 1))
+    """A peanut: two equal spheres fused half-way, as a union (the neck is not counted twice).
+
+    The sphere radius is chosen so the union has the volume of a sphere of diameter ``size``.
+    """
+    half = rng.uniform(0.55, 0.75)  # half the centre distance, in sphere radii
+    d = 2 * half  # lens of two unit spheres at distance d: pi (4 + d) (2 - d)^2 / 12
+    union = 2.0 - np.pi * (4 + d) * (2 - d) ** 2 / 12 / (4 * np.pi / 3)  # in sphere volumes
+    radius = size / 2 / np.cbrt(union)
+    axis = rotation[:, 0] * radius * half
+    lo, hi = [], []
+    for s in (-1, 1):
+        chord = ellipsoid_chord((radius,) * 3, np.eye(3), y - s * axis[1], x - s * axis[0])
+        lo.append(np.where(chord > 0, s * axis[2] - chord / 2, np.inf))
+        hi.append(np.where(chord > 0, s * axis[2] + chord / 2, -np.inf))
+    both = np.maximum(np.minimum(hi[0], hi[1]) - np.maximum(lo[0], lo[1]), 0.0)
+    return np.maximum(hi[0] - lo[0], 0) + np.maximum(hi[1] - lo[1], 0) - both
 
 
 def _polyhedron(normals, ratio):

@@ -11,7 +11,9 @@ gap between the two detector halves are masked (0 in data and mask).
 Kinds: ``no_hit`` (background only), ``single`` (one particle, 30-100 nm), ``multi`` (a
 touching cluster of 2-3 particles of one shape, interfering), ``unintended`` (a large water
 droplet, a long rod, or an aggregate of many small spheres). Frame ``i`` depends only on
-``(seed, i)``.
+``(seed, i)``. Truth ``separation`` of a multi hit is the largest distance between particle
+centres projected across the beam over the mean particle diameter: about 5% of the touching
+clusters, seen along their axis, fall below 0.5 and show single-looking patterns.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -109,6 +111,7 @@ class SpiFrame:
     size_nm: float
     n_particles: int
     photons: float  #: expected scattered photons on good pixels (without background)
+    separation: float = 0.0  #: multi: largest projected centre distance / mean diameter
 
 
 @lru_cache(maxsize=8)
@@ -152,29 +155,31 @@ def _cluster_centres(rng: np.random.Generator, radii) -> list:
 
 
 def _draw_particles(config: SpiConfig, kind: int, rng: np.random.Generator, density: np.ndarray):
-    """Add the frame's objects into ``density``; return (shape name, size nm, count)."""
+    """Add the frame's objects into ``density``; return (shape name, size nm, count, separation)."""
     grid = config.grid
     if kind in (SINGLE, MULTI):
         shape = config.shapes[rng.integers(len(config.shapes))]
         size = rng.uniform(*config.size_nm)
         count = 1 if kind == SINGLE else int(rng.integers(2, 4))
         sizes = size * rng.uniform(0.9, 1.1, count) if count > 1 else [size]
-        for centre, each in zip(_cluster_centres(rng, [s / 2 for s in sizes]), sizes):
+        centres = _cluster_centres(rng, [s / 2 for s in sizes])
+        for centre, each in zip(centres, sizes):
             add_particle(density, grid, shape, each, centre, rng)
-        return shape, float(size), count
+        spread = max(np.hypot(a[0] - b[0], a[1] - b[1]) for a in centres for b in centres)
+        return shape, float(size), count, float(spread / np.mean(sizes))
     what = UNINTENDED_SHAPES[rng.integers(len(UNINTENDED_SHAPES))]
     if what == "droplet":  # water: ~0.75 of protein's electron density
         radius = rng.uniform(75.0, 175.0)
         add_ellipsoid(density, grid, (radius,) * 3, (0.0, 0.0), rng, weight=0.75)
-        return what, 2 * radius, 1
+        return what, 2 * radius, 1, 0.0
     if what == "rod":
         length, width = rng.uniform(250.0, 450.0), rng.uniform(15.0, 35.0)
         add_ellipsoid(density, grid, (length / 2, width / 2, width / 2), (0.0, 0.0), rng)
-        return what, length, 1
+        return what, length, 1, 0.0
     radii = rng.uniform(8.0, 16.0, int(rng.integers(8, 25)))
     for centre, radius in zip(_cluster_centres(rng, radii), radii):
         add_ellipsoid(density, grid, (radius,) * 3, centre, rng)
-    return what, float(2 * np.cbrt(np.sum(radii**3))), len(radii)
+    return what, float(2 * np.cbrt(np.sum(radii**3))), len(radii), 0.0
 
 
 def expected_pattern(config: SpiConfig, density: np.ndarray) -> np.ndarray:
@@ -193,14 +198,14 @@ def render_spi_frame(config: SpiConfig, index: int) -> SpiFrame:
     kind = int(rng.choice(4, p=weights / weights.sum()))
     mask = detector_mask(config)
     expected = np.zeros(mask.shape, np.float32)
-    shape, size, count = "none", 0.0, 0
+    shape, size, count, separation = "none", 0.0, 0, 0.0
     if kind != NO_HIT:
         density = np.zeros((config.grid.n,) * 2, np.float32)
-        shape, size, count = _draw_particles(config, kind, rng, density)
+        shape, size, count, separation = _draw_particles(config, kind, rng, density)
         expected = expected_pattern(config, density) * np.float32(rng.uniform(*config.fluence_range))
     photons = float(np.sum(expected * mask))
     counts = np.random.default_rng([config.seed, index, 1]).poisson(expected + background_map(config))
-    return SpiFrame((counts * mask).astype(np.int32), kind, shape, size, count, photons)
+    return SpiFrame((counts * mask).astype(np.int32), kind, shape, size, count, photons, separation)
 
 
 def simulate_spi_run(path: Union[str, Path], config: SpiConfig) -> Dict[str, object]:
@@ -249,13 +254,14 @@ def _create_spi_file(run: h5py.File, config: SpiConfig) -> h5py.Dataset:
 
 
 def _write_frames(frames: h5py.Dataset, config: SpiConfig) -> Dict[str, np.ndarray]:
-    columns = {"kind": [], "shape": [], "size_nm": [], "n_particles": [], "photons": []}
+    columns = {"kind": [], "shape": [], "size_nm": [], "n_particles": [], "photons": [], "separation": []}
     for i in range(config.n_frames):
         rendered = render_spi_frame(config, i)
         frames[i] = rendered.frame
         for name in columns:
             columns[name].append(getattr(rendered, name))
-    dtypes = {"kind": np.int8, "shape": "S16", "size_nm": np.float32, "n_particles": np.int16, "photons": np.float32}
+    dtypes = {"kind": np.int8, "shape": "S16", "size_nm": np.float32, "n_particles": np.int16, "photons": np.float32,
+              "separation": np.float32}
     return {name: np.asarray(values, dtype=dtypes[name]) for name, values in columns.items()}
 
 
@@ -278,6 +284,7 @@ class SpiTruth:
     size_nm: np.ndarray
     n_particles: np.ndarray
     photons: np.ndarray
+    separation: Optional[np.ndarray] = None  #: multi hits' projected spread (absent from older files)
 
 
 def read_spi_truth(path: Union[str, Path]) -> SpiTruth:
@@ -288,6 +295,7 @@ def read_spi_truth(path: Union[str, Path]) -> SpiTruth:
         with h5py.File(sidecar, "r") as f:
             return SpiTruth(kind=f["kind"][()], kind_names=tuple(str(n) for n in f["kind"].attrs["names"]),
                             shape=np.char.decode(f["shape"][()]).astype(str), size_nm=f["size_nm"][()],
-                            n_particles=f["n_particles"][()], photons=f["photons"][()])
+                            n_particles=f["n_particles"][()], photons=f["photons"][()],
+                            separation=f["separation"][()] if "separation" in f else None)
     except (OSError, KeyError) as exc:
         raise InputError(f"cannot read SPI truth {sidecar}: {exc}; was it written by simulate_spi_run?") from exc
