@@ -55,9 +55,10 @@ def prepare(frames: int, detector: str, model: str | None) -> tuple:
     return run, Path(model).resolve()
 
 
-def write_job(run: Path, model: Path, out: Path, mode: str) -> Path:
+def write_job(run: Path, model: Path, out: Path, mode: str, prefetch: bool) -> Path:
     job = yaml.safe_load((ROOT / "jobs" / "demo.yaml").read_text())
     job["detect"]["mode"] = mode
+    job.setdefault("run", {})["prefetch"] = prefetch
     job["source"]["files"] = [str(run)]
     job["classify"]["model"] = str(model)
     job["detect"]["backend"] = "numpy"
@@ -100,6 +101,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=160)
     parser.add_argument("--detector", default="1M")
     parser.add_argument("--mode", default="peakfinder8", choices=("peakfinder8", "auto"), help="detect.mode")
+    parser.add_argument("--no-prefetch", action="store_true", help="run.prefetch: false (no read-ahead thread)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved repeats; best of each is reported")
     parser.add_argument("--model", default=None, help="model file (default: train one for the bench)")
     args = parser.parse_args()
@@ -108,7 +110,7 @@ def main() -> int:
     for _ in range(args.repeat):  # interleaved repeats, best of each: the machine is shared and noisy
         for n in (1, 2):
             out = OUT / f"reduced_np{n}.cxi"
-            job = write_job(run, model, out, args.mode)
+            job = write_job(run, model, out, args.mode, not args.no_prefetch)
             wall = mpireduce("run", job, "--overwrite", np_ranks=n)
             stats = job_stats(out)
             if n not in results or stats["frames_per_second"] > results[n][0]["frames_per_second"]:
@@ -119,6 +121,7 @@ def main() -> int:
     r1 = s1["per_rank"][0]
     in_job_overhead = r1["seconds_wall"] / r1["seconds_detect"] - 1.0
     print(f"benchmark: {args.frames} frames of {args.detector}, 5% hits, detect.mode {args.mode}, "
+          f"prefetch {'off' if args.no_prefetch else 'on'}, "
           f"model {model.name}, OMP_NUM_THREADS=1, "
           f"best of {args.repeat}")
     print(f"  detection alone (peer: same detector, frames in memory, 1 thread): {detect_fps:.2f} frames/s")
