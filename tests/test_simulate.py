@@ -356,3 +356,13 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path, capsys):
     assert cli.main(argv + ["--overwrite", "--compression", "gzip"]) == 0
     assert cli.main(["simulate", str(tmp_path / "bad.h5"), "--hit-fraction", "2"]) == 2
     assert "hit_fraction" in capsys.readouterr().err
+
+
+def test_interrupted_run_leaves_no_file(tmp_path):
+    from mpireduce.simulate.runfile import atomic_run_files
+
+    with pytest.raises(RuntimeError):
+        with atomic_run_files(tmp_path / "r.h5", tmp_path / "r.truth.h5") as (run, truth):
+            run.write_text("half a run")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []

@@ -29,7 +29,6 @@ layout of :func:`~.runfile.simulate_run`; the truth sidecar has the SFX spot tab
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,7 +40,7 @@ import numpy as np
 
 from .detector import REFERENCE_SOLID_ANGLE, DetectorLayout, make_detector_layout
 from .lattice import wilson_intensities
-from .runfile import LIBVER, _create_run_file, _saturate, _write_truth, truth_path
+from .runfile import LIBVER, _create_run_file, _saturate, _write_truth, atomic_run_files, truth_path
 from .sfx import KIND_NAMES, SimulationConfig, render_frame
 
 DIFFUSE_KIND_NAMES = ("non_diffuse", "diffuse")
@@ -205,10 +204,9 @@ def simulate_diffuse_run(path: PathLike, config: SimulationConfig, diffuse_fract
     path, sidecar = Path(path), truth_path(path)
     layout = make_detector_layout(config)
     start = time.perf_counter()
-    tmp_run, tmp_truth = Path(f"{path}.inprogress"), Path(f"{sidecar}.inprogress")
     columns = {"diffuse": [], "diffuse_strength": [], "correlation_length_A": [], "streaks": [], "sfx_kind": []}
     spots, bases = [], []
-    try:
+    with atomic_run_files(path, sidecar) as (tmp_run, tmp_truth):
         with h5py.File(tmp_run, "w", libver=LIBVER) as run:
             frames = _create_run_file(run, config, layout)
             run.attrs["diffuse_fraction"] = diffuse_fraction
@@ -222,11 +220,6 @@ def simulate_diffuse_run(path: PathLike, config: SimulationConfig, diffuse_fract
         diffuse = np.asarray(columns["diffuse"], bool)
         _write_truth(tmp_truth, config, {"kind": diffuse.astype(np.int8), "spots": spots, "bases": bases})
         _add_diffuse_truth(tmp_truth, columns, diffuse_fraction, strength_range)
-        os.replace(tmp_truth, sidecar)
-        os.replace(tmp_run, path)
-    finally:
-        for tmp in (tmp_run, tmp_truth):
-            tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     counts = {"non_diffuse": int(np.sum(~diffuse)), "diffuse": int(np.sum(diffuse))}
     return {"path": str(path), "truth_path": str(sidecar), "counts": counts,

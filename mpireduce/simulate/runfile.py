@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -51,6 +52,23 @@ def psana_timestamps(seed: int, n_frames: int) -> np.ndarray:
     return (seconds << np.uint64(32)) | nanoseconds
 
 
+@contextmanager
+def atomic_run_files(path: Path, sidecar: Path) -> Iterator[Tuple[Path, Path]]:
+    """Temporary names for a run file and its truth sidecar, renamed into place on success.
+
+    Both are written as ``NAME.inprogress``; on an exception neither final name appears
+    and the temporary files are removed.
+    """
+    tmp_run, tmp_truth = Path(f"{path}.inprogress"), Path(f"{sidecar}.inprogress")
+    try:
+        yield tmp_run, tmp_truth
+        os.replace(tmp_truth, sidecar)
+        os.replace(tmp_run, path)
+    finally:
+        for tmp in (tmp_run, tmp_truth):
+            tmp.unlink(missing_ok=True)
+
+
 def simulate_run(
     path: PathLike,
     config: SimulationConfig,
@@ -66,17 +84,11 @@ def simulate_run(
     path, sidecar = Path(path), truth_path(path)
     layout = make_detector_layout(config)
     start = time.perf_counter()
-    tmp_run, tmp_truth = Path(f"{path}.inprogress"), Path(f"{sidecar}.inprogress")
-    try:
+    with atomic_run_files(path, sidecar) as (tmp_run, tmp_truth):
         with h5py.File(tmp_run, "w", libver=LIBVER) as run:
             frames = _create_run_file(run, config, layout)
             truth = _write_frames(frames, config, layout, progress)
         _write_truth(tmp_truth, config, truth)
-        os.replace(tmp_truth, sidecar)
-        os.replace(tmp_run, path)
-    finally:
-        for tmp in (tmp_run, tmp_truth):
-            tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     counts = {name: int(np.count_nonzero(truth["kind"] == i)) for i, name in enumerate(KIND_NAMES)}
     return {

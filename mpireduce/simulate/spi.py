@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,7 +35,7 @@ from ..compression import h5_compression
 from ..errors import ConfigError, InputError
 from ..geometry import DETECTOR_GROUP, SOURCE_GROUP
 from .particles import SHAPES, Grid, add_ellipsoid, add_particle
-from .runfile import HC_EV_A, LIBVER, psana_timestamps, truth_path
+from .runfile import HC_EV_A, LIBVER, atomic_run_files, psana_timestamps, truth_path
 
 SPI_KIND_NAMES = ("no_hit", "single", "multi", "unintended")
 NO_HIT, SINGLE, MULTI, UNINTENDED = range(4)
@@ -216,16 +215,10 @@ def simulate_spi_run(path: Union[str, Path], config: SpiConfig) -> Dict[str, obj
     config.validate()
     path, sidecar = Path(path), truth_path(path)
     start = time.perf_counter()
-    tmp_run, tmp_truth = Path(f"{path}.inprogress"), Path(f"{sidecar}.inprogress")
-    try:
+    with atomic_run_files(path, sidecar) as (tmp_run, tmp_truth):
         with h5py.File(tmp_run, "w", libver=LIBVER) as run:
             truth = _write_frames(_create_spi_file(run, config), config)
         _write_truth(tmp_truth, config, truth)
-        os.replace(tmp_truth, sidecar)
-        os.replace(tmp_run, path)
-    finally:
-        for tmp in (tmp_run, tmp_truth):
-            tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     counts = {name: int(np.sum(truth["kind"] == i)) for i, name in enumerate(SPI_KIND_NAMES)}
     return {"path": str(path), "truth_path": str(sidecar), "counts": counts,
