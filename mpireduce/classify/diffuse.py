@@ -25,7 +25,6 @@ JSON loaded with ``weights_only=True``: ``state_dict`` holds ``feature_mean``,
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -200,7 +199,7 @@ def save_diffuse_model(path: Union[str, Path], model: DiffuseModel) -> str:
     """Write ``model`` (atomically) in the safe tensor + JSON format; return the file's sha256."""
     import torch
 
-    from .model import file_sha256
+    from .model import write_payload
 
     settings = asdict(model.settings)
     meta = dict(model.metadata, architecture={"name": ARCHITECTURE, "kwargs": settings}, classes=list(CLASSES),
@@ -209,11 +208,7 @@ def save_diffuse_model(path: Union[str, Path], model: DiffuseModel) -> str:
     meta.setdefault("created_utc", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     state = {name: torch.from_numpy(np.ascontiguousarray(model.arrays[name], np.float64)) for name in ARRAYS}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state, "metadata": json.dumps(meta)}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".inprogress")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return file_sha256(path)
+    return write_payload(path, payload)
 
 
 def load_diffuse_model(path: Union[str, Path]) -> DiffuseModel:

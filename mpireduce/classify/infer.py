@@ -28,7 +28,6 @@ from ..errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     from ..geometry import DetectorGeometry
     from .descriptor_model import LoadedDescriptorModel
-    from .model import LoadedModel
 
 
 class Classifier(Protocol):
@@ -54,24 +53,17 @@ class Classifier(Protocol):
         """Plain data for the output's provenance (kind, model sha256, threshold...)."""
 
 
-class CnnClassifier:
-    """A trained :class:`~mpireduce.classify.model.HitCNN` run in batches of ``batch_size``."""
+class _TrainedClassifier:
+    """What every trained model shares: batched scoring, the threshold, provenance."""
 
-    name = "cnn"
+    name = "model"
 
-    def __init__(self, model: "LoadedModel", batch_size: int = 64, threshold: Optional[float] = None) -> None:
+    def __init__(self, model, batch_size: int = 64, threshold: Optional[float] = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.model = model
         self.batch_size = batch_size
         self.threshold = float(model.threshold if threshold is None else threshold)
-
-    @property
-    def input_shape(self) -> Tuple[int, ...]:
-        return self.model.transform.output_shape
-
-    def prepare(self, frame: np.ndarray, mask: Optional[np.ndarray], peaks) -> np.ndarray:
-        return self.model.transform.apply(frame, mask, peaks)
 
     def scores(self, inputs: np.ndarray) -> np.ndarray:
         return _batched_predict(self.model, inputs, self.batch_size)
@@ -81,23 +73,32 @@ class CnnClassifier:
 
     def detect_differences(self, detect) -> Dict[str, tuple]:
         """``{field: (at training, now)}`` for detector settings (a :class:`DetectConfig`)
-        that differ from those the model was trained with: its ``peaks`` channel then
-        sees different peaks, and the job should warn. ``backend`` is ignored."""
+        that differ from those the model was trained with: its inputs then see different
+        peaks, and the job should warn. ``backend`` is ignored."""
         return _detect_differences(self.model.metadata, detect)
 
     def describe(self) -> dict:
-        return {
-            "kind": self.name,
-            "model": self.model.path,
-            "model_sha256": self.model.sha256,
-            "threshold": self.threshold,
-            "batch_size": self.batch_size,
-            "device": self.model.device,
-            "transform": self.model.transform.to_dict(),
-        }
+        return {"kind": self.name, "model": self.model.path, "model_sha256": self.model.sha256,
+                "threshold": self.threshold, "batch_size": self.batch_size, "device": self.model.device}
 
 
-class DescriptorClassifier:
+class CnnClassifier(_TrainedClassifier):
+    """A trained :class:`~mpireduce.classify.model.HitCNN` run in batches of ``batch_size``."""
+
+    name = "cnn"
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return self.model.transform.output_shape
+
+    def prepare(self, frame: np.ndarray, mask: Optional[np.ndarray], peaks) -> np.ndarray:
+        return self.model.transform.apply(frame, mask, peaks)
+
+    def describe(self) -> dict:
+        return dict(super().describe(), transform=self.model.transform.to_dict())
+
+
+class DescriptorClassifier(_TrainedClassifier):
     """A trained descriptor MLP (:mod:`.descriptor_model`): peaks -> shell x sector counts -> score.
 
     The descriptor layout is the model's own (from its file), placed on this run's
@@ -110,12 +111,8 @@ class DescriptorClassifier:
                  threshold: Optional[float] = None) -> None:
         from ..detect.descriptor import Descriptor
 
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        self.model = model
+        super().__init__(model, batch_size, threshold)
         self.descriptor = Descriptor(model.descriptor, geometry)
-        self.batch_size = batch_size
-        self.threshold = float(model.threshold if threshold is None else threshold)
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
@@ -124,26 +121,8 @@ class DescriptorClassifier:
     def prepare(self, frame: np.ndarray, mask: Optional[np.ndarray], peaks) -> np.ndarray:
         return self.descriptor.compute(peaks)
 
-    def scores(self, inputs: np.ndarray) -> np.ndarray:
-        return _batched_predict(self.model, inputs, self.batch_size)
-
-    def decide(self, scores: np.ndarray) -> np.ndarray:
-        return np.asarray(scores) >= self.threshold
-
-    def detect_differences(self, detect) -> Dict[str, tuple]:
-        """Detector settings that differ from training (see :meth:`CnnClassifier.detect_differences`)."""
-        return _detect_differences(self.model.metadata, detect)
-
     def describe(self) -> dict:
-        return {
-            "kind": self.name,
-            "model": self.model.path,
-            "model_sha256": self.model.sha256,
-            "threshold": self.threshold,
-            "batch_size": self.batch_size,
-            "device": self.model.device,
-            "descriptor": dataclasses.asdict(self.model.descriptor),
-        }
+        return dict(super().describe(), descriptor=dataclasses.asdict(self.model.descriptor))
 
 
 def _batched_predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:

@@ -141,6 +141,15 @@ def save_model(path: Union[str, Path], model: nn.Module, metadata: dict,
     meta.setdefault("created_utc", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": state, "metadata": json.dumps(meta)}
+    return write_payload(path, payload)
+
+
+def write_payload(path: Union[str, Path], payload: dict) -> str:
+    """``torch.save`` a model-file dict (tensors, strings, ints only) atomically; return its sha256.
+
+    Written as ``NAME.inprogress`` and renamed, so a killed training never leaves a file
+    that looks like a model.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".inprogress")
     torch.save(payload, tmp)

@@ -22,7 +22,6 @@ Metadata: ``architecture``, ``transform`` (:class:`SpiTransform`), ``classes``,
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .model import file_sha256
+from .model import file_sha256, write_payload
 from .spi_transform import SpiTransform
 
 FORMAT = "mpireduce-siamese"
@@ -209,11 +208,7 @@ def save_siamese(path: Union[str, Path], net: EmbeddingNet, prototypes: np.ndarr
         "prototypes": torch.from_numpy(np.asarray(prototypes, np.float32).copy()),
         "metadata": json.dumps(meta),
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".inprogress")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return file_sha256(path)
+    return write_payload(path, payload)
 
 
 def read_model_format(path: Union[str, Path]) -> Tuple[str, dict]:
