@@ -132,10 +132,10 @@ def evaluate_hitcnn(model_path: str, run: str, max_events: int = 0) -> Evaluatio
 def evaluate_model(model_path: str, run: str, max_events: int = 0) -> Evaluation:
     """Dispatch on the model file's format."""
     from .classify.model import FORMAT as HITCNN_FORMAT
+    from .classify.model import read_model_file
     from .classify.siamese import FORMAT as SIAMESE_FORMAT
-    from .classify.siamese import read_model_format
 
-    fmt, _ = read_model_format(model_path)
+    fmt = read_model_file(model_path)["format"]
     if fmt == SIAMESE_FORMAT:
         return evaluate_siamese(model_path, run, max_events)
     if fmt == HITCNN_FORMAT:

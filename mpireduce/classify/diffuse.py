@@ -213,12 +213,9 @@ def save_diffuse_model(path: Union[str, Path], model: DiffuseModel) -> str:
 
 def load_diffuse_model(path: Union[str, Path]) -> DiffuseModel:
     """Read a file written by :func:`save_diffuse_model`; :class:`ModelError` if it is not one."""
-    from .model import file_sha256
-    from .siamese import read_model_format
+    from .model import file_sha256, read_payload
 
-    fmt, payload = read_model_format(path)
-    if fmt != FORMAT or payload.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{path} is a {fmt!r} v{payload.get('format_version')} model, not {FORMAT!r} v{FORMAT_VERSION}")
+    payload = read_payload(path, FORMAT, FORMAT_VERSION)
     try:
         meta = json.loads(payload["metadata"])
         kwargs = dict(meta["architecture"]["kwargs"])

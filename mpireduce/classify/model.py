@@ -189,8 +189,11 @@ def architecture_name(meta: dict):
     return arch.get("name") if isinstance(arch, dict) else None
 
 
-def read_payload(path: Path) -> dict:
-    """The ``weights_only`` payload dict of a model file, checked for format and version."""
+def read_model_file(path: Union[str, Path]) -> dict:
+    """The ``weights_only`` payload dict of any mpireduce model file (it has a ``format`` key)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; train one first")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -204,12 +207,21 @@ def read_payload(path: Path) -> dict:
         reason = str(exc).split(". ")[0][:200]
         message = f"{path} is not a readable torch model file ({type(exc).__name__}: {reason}); is it corrupt?"
         raise ModelError(message) from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelError(f"{path} is a torch file but not an mpireduce model (no format={FORMAT!r}); "
+    if not isinstance(payload, dict) or "format" not in payload:
+        raise ModelError(f"{path} is a torch file but not an mpireduce model (no format key); "
                          "train one with 'mpireduce train'")
-    if payload.get("format_version") != FORMAT_VERSION:
+    return payload
+
+
+def read_payload(path: Union[str, Path], fmt: str = FORMAT, version: int = FORMAT_VERSION) -> dict:
+    """The payload of a model file of format ``fmt``, checked for format and version."""
+    payload = read_model_file(path)
+    if payload["format"] != fmt:
+        raise ModelError(f"{path} is a {payload['format']!r} model file, not {fmt!r}: "
+                         "not an mpireduce model of this kind")
+    if payload.get("format_version") != version:
         raise ModelError(f"{path} has model format version {payload.get('format_version')}; "
-                         f"this mpireduce reads {FORMAT_VERSION}")
+                         f"this mpireduce reads {version}")
     return payload
 
 

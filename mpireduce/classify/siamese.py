@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .model import file_sha256, write_payload
+from .model import file_sha256, read_payload, write_payload
 from .spi_transform import SpiTransform
 
 FORMAT = "mpireduce-siamese"
@@ -211,26 +211,9 @@ def save_siamese(path: Union[str, Path], net: EmbeddingNet, prototypes: np.ndarr
     return write_payload(path, payload)
 
 
-def read_model_format(path: Union[str, Path]) -> Tuple[str, dict]:
-    """``(format, payload)`` of any mpireduce model file, loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist; train one first")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # refused pickles, zip and EOF errors all land here
-        raise ModelError(f"{path} is not a loadable mpireduce model file ({type(exc).__name__}); "
-                         "only files written by mpireduce load") from exc
-    if not isinstance(payload, dict) or "format" not in payload:
-        raise ModelError(f"{path} is a torch file but not an mpireduce model (no format key)")
-    return str(payload["format"]), payload
-
-
 def load_siamese(path: Union[str, Path]) -> SiameseModel:
     """Read a file written by :func:`save_siamese`; :class:`ModelError` if it is not one."""
-    fmt, payload = read_model_format(path)
-    if fmt != FORMAT or payload.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{path} is a {fmt!r} v{payload.get('format_version')} model, not {FORMAT!r} v{FORMAT_VERSION}")
+    payload = read_payload(path, FORMAT, FORMAT_VERSION)
     try:
         meta = json.loads(payload["metadata"])
         net = build_net(meta["architecture"])
