@@ -1,11 +1,17 @@
 """Cross-domain hit/miss: train on one simulated experiment, test unchanged on others.
 
 Training domain: 1M detector at 0.10 m, 1.0 A, background 1. Test domains: the same
-set-up with another seed (in-domain; this is also the SFX hit/miss number to compare
-with seed 001), a 4M detector at 0.15 m, 1.3 A, background 3, and a 512x512 binned
+set-up with another seed (in-domain; the issue's SFX hit/miss number comes from
+``bench/sfx_hitmiss.py``, the demo's CNN recipe through the command line), a 4M detector at 0.15 m, 1.3 A, background 3, and a 512x512 binned
 detector at 0.12 m, 1.8 A, background 0.3 (which sees only d > 5.8 A). Peaks come from
 the parameter-free detector (``detect.mode: auto``) everywhere; labels are the
 simulator's truth (weak hits, 6-15 visible spots, count as hits).
+
+Every run is half hits, and half of its misses (``artefact_fraction`` 0.5, train and
+test alike) carry a non-crystal artefact that a peak finder reports: an ice/salt powder
+ring, a liquid-jet streak, cosmic rays / zingers or parasitic slit scatter (see
+:mod:`mpireduce.simulate.artefacts`). Besides accuracy, sensitivity and specificity, the
+table gives the specificity on the clean misses and on each artefact kind.
 
 Classifiers: (a) the descriptor MLP (seed 000's shell x sector counts), (b) the CNN,
 (c) the peak-count rule with ``min_peaks`` fitted on the training domain, and the rule
@@ -16,7 +22,7 @@ input preparation (descriptor from peaks / pooled image from the frame).
 Runs and per-event features are cached under ``bench/out/``; a first run takes ~10 min
 on 2 shared cores, later runs ~3 min (training only).
 
-    python bench/cross_domain.py [--train-frames 300] [--test-frames 200] [--cnn-epochs 15]
+    python bench/cross_domain.py [--train-frames 400] [--test-frames 400] [--cnn-epochs 15]
 """
 
 from __future__ import annotations
@@ -41,12 +47,15 @@ from mpireduce.classify.transform import InputTransform
 from mpireduce.config import ClassifyConfig, DescriptorConfig, DetectConfig, GeometryConfig
 from mpireduce.detect import make_detector
 from mpireduce.detect.descriptor import Descriptor
-from mpireduce.simulate import SimulationConfig, read_truth, simulate_run
+from mpireduce.simulate import KIND_NAMES, SimulationConfig, read_truth, simulate_run
+from mpireduce.simulate.artefacts import ARTEFACT_NAMES
 
 OUT = Path(__file__).resolve().parent / "out"
 DETECT = DetectConfig(mode="auto", backend="numpy")
 DESCRIPTOR = DescriptorConfig()
 TRANSFORM = InputTransform(size=128)
+ARTEFACT_FRACTION = 0.5  #: fraction of the misses with a non-crystal artefact, train and test
+PREFIX = "cross_art"  #: run files bench/out/PREFIX_train.h5, PREFIX_test0.h5, ...
 TRAIN_DOMAIN = dict(detector="1M", distance_m=0.10, wavelength_A=1.0, background=1.0)
 TEST_DOMAINS = {
     "in-domain 1M 0.10m 1.0A bg1": dict(TRAIN_DOMAIN, seed=202),
@@ -56,9 +65,11 @@ TEST_DOMAINS = {
 
 
 def cached_run(name: str, n_frames: int, domain: dict) -> Path:
-    """A simulated run (50% hits) under bench/out/, simulated again only when its config changed."""
-    config = SimulationConfig(n_frames=n_frames, hit_fraction=0.5, **domain).validate()
-    path = OUT / f"cross_{name}.h5"
+    """A simulated run (50% hits, artefacts on half the misses) under bench/out/, simulated
+    again only when its config changed."""
+    config = SimulationConfig(n_frames=n_frames, hit_fraction=0.5, artefact_fraction=ARTEFACT_FRACTION,
+                              **domain).validate()
+    path = OUT / f"{PREFIX}_{name}.h5"
     if path.exists():
         with h5py.File(path, "r") as f:
             if f.attrs.get("simulation_config") == config.to_json():
@@ -70,7 +81,8 @@ def cached_run(name: str, n_frames: int, domain: dict) -> Path:
 
 
 def features(run: Path) -> Dict[str, np.ndarray]:
-    """Per event: peak count, descriptor vector, CNN input, truth label (cached next to the run)."""
+    """Per event: peak count, descriptor vector, CNN input, truth label and artefact name
+    (cached next to the run)."""
     cache = run.with_suffix(".features.npz")
     key = json.dumps([run.stat().st_mtime, dataclasses.asdict(DETECT), dataclasses.asdict(DESCRIPTOR),
                       TRANSFORM.to_dict()])
@@ -96,9 +108,10 @@ def _compute_features(run: Path) -> Dict[str, np.ndarray]:
             n_peaks.append(len(peaks))
             vectors.append(descriptor.compute(peaks))
             images.append(TRANSFORM.apply(frame, geometry.mask, peaks))
-    labels = read_truth(run).is_hit.astype(np.int64)
+    truth = read_truth(run)
     return {"n_peaks": np.array(n_peaks), "descriptor": np.stack(vectors), "image": np.stack(images),
-            "label": labels}
+            "label": truth.is_hit.astype(np.int64), "kind": truth.kind.astype(np.int64),
+            "artefact": truth.artefact.astype("U16")}
 
 
 def fit_peak_rule(n_peaks: np.ndarray, labels: np.ndarray) -> PeakCountRule:
@@ -127,32 +140,58 @@ def images_per_s(predict, batch: np.ndarray, seconds: float = 2.0) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-frames", type=int, default=300)
-    parser.add_argument("--test-frames", type=int, default=200)
+    parser.add_argument("--train-frames", type=int, default=400)
+    parser.add_argument("--test-frames", type=int, default=400)
     parser.add_argument("--cnn-epochs", type=int, default=15)
     parser.add_argument("--mlp-epochs", type=int, default=100)
+    parser.add_argument("--test-seed-offset", type=int, default=0,
+                        help="add this to the test runs' seeds (202, 303, 404): the descriptor layout and its "
+                             "augmentation were chosen looking at offset 0, so report a fresh offset too")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of the MLP and the CNN")
     args = parser.parse_args()
     torch.set_num_threads(1)
     OUT.mkdir(exist_ok=True)
     print("data (cached under bench/out/):")
     train_set = features(cached_run("train", args.train_frames, dict(TRAIN_DOMAIN, seed=101)))
-    tests = {name: features(cached_run(f"test{i}", args.test_frames, domain))
-             for i, (name, domain) in enumerate(TEST_DOMAINS.items())}
+    tests = {}
+    for i, (name, domain) in enumerate(TEST_DOMAINS.items()):
+        seed = domain["seed"] + args.test_seed_offset
+        suffix = f"_s{seed}" if args.test_seed_offset else ""
+        tests[f"{name} s{seed}"] = features(cached_run(f"test{i}{suffix}", args.test_frames, dict(domain, seed=seed)))
+    print_peak_counts(train_set, "training domain")
     models = train_models(train_set, args)
     report(models, tests)
     report_speed(models, tests[next(iter(tests))])
     return 0
 
 
+def frame_classes(data: dict) -> np.ndarray:
+    """Per event: its kind (``hit``, ``weak``, ``multi``, clean ``miss``) or the artefact name of a miss."""
+    kind = np.asarray(KIND_NAMES)[data["kind"]]
+    return np.where((data["label"] == 0) & (data["artefact"] != ""), data["artefact"], kind)
+
+
+def print_peak_counts(data: dict, title: str) -> None:
+    """Distribution of the auto detector's peak counts per frame class."""
+    classes = frame_classes(data)
+    print(f"\npeaks per frame ({title}, detect.mode auto): median [10%, 90%] min-max")
+    for name in (*KIND_NAMES[1:], "miss", *ARTEFACT_NAMES):
+        n = data["n_peaks"][classes == name]
+        if n.size:
+            lo, med, hi = np.percentile(n, [10, 50, 90])
+            print(f"  {name:11s} n={n.size:4d}  {med:6.1f} [{lo:5.1f}, {hi:5.1f}]  {n.min()}-{n.max()}")
+    print()
+
+
 def train_models(data: dict, args) -> dict:
     """The three classifiers, trained (or fitted) on the training domain only."""
     labels = data["label"]
     clock = time.perf_counter()
-    mlp = train.fit_descriptor(data["descriptor"], labels, train.TrainOptions(epochs=args.mlp_epochs, seed=0),
+    mlp = train.fit_descriptor(data["descriptor"], labels, train.TrainOptions(epochs=args.mlp_epochs, seed=args.seed),
                                DESCRIPTOR.n_shells, DESCRIPTOR.n_sectors, report=lambda _m: None)
     print(f"descriptor MLP trained in {time.perf_counter() - clock:.1f} s (threshold {mlp.threshold:.3f})")
     clock = time.perf_counter()
-    cnn = train.fit(data["image"], labels, train.TrainOptions(epochs=args.cnn_epochs, seed=0), report=lambda _m: None)
+    cnn = train.fit(data["image"], labels, train.TrainOptions(epochs=args.cnn_epochs, seed=args.seed), report=lambda _m: None)
     print(f"CNN trained in {time.perf_counter() - clock:.1f} s (threshold {cnn.threshold:.3f})")
     rule = fit_peak_rule(data["n_peaks"], labels)
     print(f"peak-count rule fitted: hit when n_peaks >= {rule.min_peaks}")
@@ -170,18 +209,29 @@ def _rule_scores(rule: PeakCountRule, data: dict) -> np.ndarray:
 
 
 def report(models: dict, tests: dict) -> None:
-    print(f"\n{'classifier':22s} {'test set':28s} {'n':>4s} {'accuracy':>9s} {'sensitivity':>12s} {'specificity':>12s}")
+    """Accuracy, sensitivity, specificity; then specificity on clean misses and per artefact kind."""
+    kinds = ("miss", *ARTEFACT_NAMES)
+    print("\nspecificity columns after 'spec': clean misses, then misses with each artefact")
+    print("test sets (frames: hits / clean misses / " + " / ".join(ARTEFACT_NAMES) + "):")
+    for test_name, data in tests.items():
+        classes = frame_classes(data)
+        counts = [int(np.sum(data["label"] == 1))] + [int(np.sum(classes == c)) for c in kinds]
+        print(f"  {test_name:28s} " + " / ".join(map(str, counts)))
+    header = f"\n{'classifier':22s} {'test set':28s} {'n':>4s} {'acc':>6s} {'sens':>6s} {'spec':>6s} "
+    print(header + " ".join(f"{c[:10]:>10s}" for c in kinds))
     for model_name, (score, threshold, _) in models.items():
         for test_name, data in tests.items():
-            m = metrics(score(data), data["label"], threshold)
-            print(f"{model_name:22s} {test_name:28s} {len(data['label']):4d} {m['accuracy']:9.3f} "
-                  f"{m['sensitivity']:12.3f} {m['specificity']:12.3f}")
+            scores = score(data)
+            m = metrics(scores, data["label"], threshold)
+            classes = frame_classes(data)
+            per_kind = [np.mean(scores[classes == c] < threshold) if np.any(classes == c) else np.nan for c in kinds]
+            print(f"{model_name:22s} {test_name:28s} {len(data['label']):4d} {m['accuracy']:6.3f} "
+                  f"{m['sensitivity']:6.3f} {m['specificity']:6.3f} " + " ".join(f"{v:10.3f}" for v in per_kind))
     score, threshold, _ = models["(b) CNN"]
     data = tests[next(iter(tests))]
     m = metrics(score(data), data["label"], threshold)
-    verdict = "meets" if m["sensitivity"] >= 0.99 and m["specificity"] >= 0.95 else "misses"
-    print(f"\nSFX hit/miss, CNN on a run with another seed: sensitivity {m['sensitivity']:.3f}, specificity "
-          f"{m['specificity']:.3f} ({verdict} the target 0.99 / 0.95; seed 001 reported 0.991 / 0.901)")
+    print(f"\nCNN in domain (this bench's recipe: 128 x 128 input, auto peaks): sensitivity {m['sensitivity']:.3f}, "
+          f"specificity {m['specificity']:.3f}; the SFX hit/miss target is measured by bench/sfx_hitmiss.py")
 
 
 def report_speed(models: dict, data: dict) -> None:
@@ -200,7 +250,7 @@ def report_speed(models: dict, data: dict) -> None:
 
 def print_preparation_speed(mlp_rate: float, cnn_rate: float) -> None:
     """Per-event input preparation on one 1M frame, and the resulting end-to-end classify rates."""
-    run = OUT / "cross_test0.h5"
+    run = OUT / f"{PREFIX}_test0.h5"
     first_hit = int(np.flatnonzero(read_truth(run).is_hit)[0])
     with h5py.File(run, "r") as handle:
         geometry = read_geometry(handle, str(run), GeometryConfig())

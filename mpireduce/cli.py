@@ -15,8 +15,8 @@ from typing import Optional, Sequence
 from .errors import MpiReduceError
 
 SUBCOMMANDS = {
-    "simulate": ("mpireduce.simulate.command", "write a simulated SFX run (HDF5/CXI) with ground truth"),
-    "train": ("mpireduce.classify.command", "train a classifier (hit/miss CNN, descriptor MLP, SPI Siamese) on labelled runs"),
+    "simulate": ("mpireduce.simulate.command", "write a simulated SFX, SPI or diffuse-scattering run (HDF5/CXI) with ground truth"),
+    "train": ("mpireduce.classify.command", "train a classifier (hit/miss CNN, descriptor MLP, diffuse, SPI Siamese) on labelled runs"),
     "run": ("mpireduce.job", "reduce a run: detect, classify, gather and write (use under mpiexec)"),
     "inspect": ("mpireduce.inspect", "summarise a reduced output file"),
     "evaluate": ("mpireduce.evaluate", "confusion matrix and per-class scores of a classifier on a labelled run"),

@@ -95,10 +95,15 @@ class DescriptorConfig:
     n_sectors: int = 8
     d_max_A: float = 20.0  #: low-resolution edge of the first shell
     d_min_A: float = 1.5  #: high-resolution edge of the last shell
+    #: shells equally spaced in ``inv_d`` (1/d: finer at low resolution, where a detector
+    #: far away or at long wavelength sees all its peaks) or ``inv_d2`` (1/d^2, the
+    #: layout of model files written before this option)
+    shell_spacing: str = "inv_d"
 
     def validate(self) -> None:
         if self.n_shells < 1 or self.n_sectors < 1:
             raise ConfigError("descriptor.n_shells and descriptor.n_sectors must be >= 1")
+        _choice("descriptor.shell_spacing", self.shell_spacing, ("inv_d", "inv_d2"))
         if not 0 < self.d_min_A < self.d_max_A:
             raise ConfigError("descriptor: need 0 < d_min_A < d_max_A (Angstrom)")
 
@@ -112,9 +117,14 @@ class ClassifyConfig:
     threshold: Optional[float] = None  #: null = the threshold stored in the model file
     min_peaks: int = 10  #: peak-count rule: hit when n_peaks >= min_peaks (no model)
     device: str = "auto"  #: auto | cpu | cuda
+    #: multi-class models (SPI): the classes whose events are kept, e.g. [single];
+    #: null = the hit classes stored in the model file
+    keep_classes: Optional[tuple] = None
 
     def validate(self) -> None:
         _choice("classify.device", self.device, ("auto", "cpu", "cuda"))
+        if self.keep_classes is not None and not self.keep_classes:
+            raise ConfigError("classify.keep_classes is empty: list the classes to keep, or set it to null")
         if self.batch_size < 1:
             raise ConfigError("classify.batch_size must be >= 1")
 
@@ -180,6 +190,8 @@ class JobConfig:
         data = dataclasses.asdict(self)
         data.pop("base_dir")
         data["source"]["files"] = list(data["source"]["files"])
+        if data["classify"]["keep_classes"] is not None:
+            data["classify"]["keep_classes"] = list(data["classify"]["keep_classes"])
         return data
 
     def to_yaml(self) -> str:

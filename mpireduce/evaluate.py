@@ -1,8 +1,9 @@
 """``mpireduce evaluate MODEL RUN.h5``: how well a classifier does on a labelled (simulated) run.
 
-The model kind is read from the file's ``format``: the hit/miss CNN (``mpireduce-hitcnn``,
-whose inputs need the peaks of the detector settings stored in its metadata) or the SPI
-Siamese classifier (``mpireduce-siamese``, four classes). Printed and written to
+The model kind is read from the file's ``format``: the hit/miss CNN or descriptor MLP
+(``mpireduce-hitcnn``, whose inputs need the peaks of the detector settings stored in its
+metadata) on an SFX run, the diffuse-scattering classifier (``mpireduce-diffuse``) on a
+diffuse run, or the SPI Siamese classifier (``mpireduce-siamese``, four classes) on an SPI run. Printed and written to
 ``REPORT.txt``: the confusion matrix, per-class precision/recall/F1, macro-F1, accuracy,
 and sensitivity/specificity of the binary hit/miss decision; ``REPORT.png`` shows the
 confusion matrix and score histograms per truth class. torch is imported only by ``main``.
@@ -22,7 +23,7 @@ from .errors import InputError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``mpireduce evaluate``."""
-    parser.add_argument("model", metavar="MODEL.pt", help="model file (mpireduce train, or train_spi)")
+    parser.add_argument("model", metavar="MODEL.pt", help="model file written by mpireduce train (any --model)")
     parser.add_argument("run", metavar="RUN.h5", help="simulated run with its NAME.truth.h5 sidecar")
     parser.add_argument("--out", default="report", metavar="REPORT", help="writes REPORT.txt and REPORT.png")
     parser.add_argument("--max-events", type=int, default=0, help="evaluate at most this many events (0 = all)")
@@ -76,8 +77,9 @@ def format_metrics(metrics: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-def format_hit_miss(m: dict) -> str:
-    return (f"hit/miss: sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, "
+def format_hit_miss(m: dict, decision: str = "hit/miss") -> str:
+    """One line: sensitivity, specificity, precision and accuracy of a binary decision."""
+    return (f"{decision}: sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f}, "
             f"precision {m['precision']:.3f}, accuracy {m['accuracy']:.3f} "
             f"(tp {m['tp']}, fn {m['fn']}, tn {m['tn']}, fp {m['fp']})")
 
@@ -86,7 +88,7 @@ def format_hit_miss(m: dict) -> str:
 class Evaluation:
     """A model's outputs on a labelled run."""
 
-    kind: str  #: "siamese" or "hitcnn"
+    kind: str  #: "hitcnn", "descriptor", "diffuse" or "siamese"
     class_names: Sequence[str]  #: classes of ``truth`` / ``predicted``
     truth: np.ndarray  #: (N,) class index
     predicted: np.ndarray  #: (N,) class index
@@ -113,34 +115,62 @@ def evaluate_siamese(model_path: str, run: str, max_events: int = 0) -> Evaluati
                       data.labels != model.classes.index("no_hit"), extra)
 
 
-def evaluate_hitcnn(model_path: str, run: str, max_events: int = 0) -> Evaluation:
-    """Hit/miss evaluation of a CNN from ``mpireduce train`` on an SFX run (peaks found as in training)."""
-    from .classify.command import default_detector_factory, prepare_runs, truth_kinds
+def evaluate_hit_model(model_path: str, run: str, max_events: int = 0) -> Evaluation:
+    """Hit/miss evaluation of a CNN or descriptor MLP from ``mpireduce train`` on an SFX run.
+
+    Peaks are found with the detector settings stored in the model file, as in training;
+    a descriptor model's regions are placed on the run's own geometry.
+    """
+    from .classify.command import default_detector_factory, prepare_runs
+    from .classify.labels import truth_kinds
     from .classify.model import load_model
     from .config import DetectConfig, GeometryConfig
 
     model = load_model(model_path)
+    if hasattr(model, "descriptor"):
+        from .classify.descriptor_model import descriptor_features
+
+        features, kind = descriptor_features(model.descriptor), "descriptor"
+    else:
+        features, kind = model.transform, "hitcnn"
     detect = DetectConfig(**model.metadata.get("detect", {}))
-    prepared = prepare_runs([run], model.transform, default_detector_factory(detect), GeometryConfig(), max_events)
-    kinds = truth_kinds([run], prepared)
+    prepared = prepare_runs([run], features, default_detector_factory(detect), GeometryConfig(), max_events)
+    kinds = truth_kinds([run], prepared.run, prepared.event)
     scores = np.concatenate([model.predict(prepared.inputs[s:s + 64]) for s in range(0, len(prepared.inputs), 64)])
     truth = (kinds != "miss").astype(np.int64)
     predicted = (scores >= model.threshold).astype(np.int64)
-    return Evaluation("hitcnn", ("miss", "hit"), truth, predicted, scores, model.threshold, truth.astype(bool), {})
+    return Evaluation(kind, ("miss", "hit"), truth, predicted, scores, model.threshold, truth.astype(bool), {})
+
+
+def evaluate_diffuse(model_path: str, run: str, max_events: int = 0) -> Evaluation:
+    """Diffuse vs non-diffuse evaluation of a ``--model diffuse`` file on a diffuse run."""
+    from .classify.command import default_detector_factory, prepare_runs
+    from .classify.diffuse import CLASSES, DiffuseFeatures, load_diffuse_model
+    from .classify.train_diffuse import diffuse_labels
+    from .config import DetectConfig, GeometryConfig
+
+    model = load_diffuse_model(model_path)
+    detect = DetectConfig(**model.metadata.get("detect", {}))
+    prepared = prepare_runs([run], lambda geom: DiffuseFeatures(model.settings, geom).compute,
+                            default_detector_factory(detect), GeometryConfig(), max_events)
+    truth = diffuse_labels([run], prepared.run, prepared.event)
+    scores = model.predict(prepared.inputs)
+    predicted = (scores >= model.threshold).astype(np.int64)
+    return Evaluation("diffuse", CLASSES, truth, predicted, scores, model.threshold, truth.astype(bool), {})
+
+
+EVALUATORS = {"mpireduce-hitcnn": evaluate_hit_model, "mpireduce-diffuse": evaluate_diffuse,
+              "mpireduce-siamese": evaluate_siamese}
 
 
 def evaluate_model(model_path: str, run: str, max_events: int = 0) -> Evaluation:
-    """Dispatch on the model file's format."""
-    from .classify.model import FORMAT as HITCNN_FORMAT
+    """Dispatch on the model file's format (see :data:`EVALUATORS`)."""
     from .classify.model import read_model_file
-    from .classify.siamese import FORMAT as SIAMESE_FORMAT
 
     fmt = read_model_file(model_path)["format"]
-    if fmt == SIAMESE_FORMAT:
-        return evaluate_siamese(model_path, run, max_events)
-    if fmt == HITCNN_FORMAT:
-        return evaluate_hitcnn(model_path, run, max_events)
-    raise InputError(f"{model_path} has model format {fmt!r}; evaluate knows {HITCNN_FORMAT}, {SIAMESE_FORMAT}")
+    if fmt not in EVALUATORS:
+        raise InputError(f"{model_path} has model format {fmt!r}; evaluate knows {', '.join(EVALUATORS)}")
+    return EVALUATORS[fmt](model_path, run, max_events)
 
 
 def report_text(result: Evaluation, model_path: str, run: str) -> str:
@@ -148,7 +178,9 @@ def report_text(result: Evaluation, model_path: str, run: str) -> str:
     metrics = classification_metrics(result.truth, result.predicted, result.class_names)
     binary = hit_miss_metrics(result.truth_hit, result.hit_scores >= result.threshold)
     title = f"{Path(model_path).name} ({result.kind}) on {Path(run).name}"
-    return "\n".join([format_metrics(metrics, title), f"hit threshold {result.threshold:.3f}", format_hit_miss(binary)])
+    decision = "diffuse/non-diffuse" if result.kind == "diffuse" else "hit/miss"
+    return "\n".join([format_metrics(metrics, title), f"{decision} threshold {result.threshold:.3f}",
+                      format_hit_miss(binary, decision)])
 
 
 def write_figure(result: Evaluation, path: Path) -> None:

@@ -55,7 +55,19 @@ def summarize(path: str) -> dict:
             "bytes_in": sum(i["size_bytes"] for i in prov["inputs"]),
             "bytes_out": os.path.getsize(path),
             "provenance": prov,
+            "predicted_classes": _predicted_classes(events),
         }
+
+
+def _predicted_classes(events) -> dict:
+    """Events per most likely class of a multi-class model (``{}`` without class scores)."""
+    if "class_scores" not in events:
+        return {}
+    names = json.loads(events["class_scores"].attrs["columns"])
+    scores = events["class_scores"][()]
+    ok = ~np.isnan(scores).any(axis=1)
+    best = scores[ok].argmax(axis=1)
+    return {name: int((best == i).sum()) for i, name in enumerate(names)}
 
 
 def format_summary(s: dict) -> str:
@@ -67,6 +79,8 @@ def format_summary(s: dict) -> str:
         f"({100 * st['hit_rate']:.2f}% hit rate), skipped {st['events_skipped']} "
         f"({', '.join(f'{k} {v}' for k, v in s['status_counts'].items() if k != 'ok' and v) or 'none'})",
         f"  peaks per frame (mean): {s['mean_peaks_per_frame']:.1f}",
+        *([f"  most likely class: {', '.join(f'{k} {v}' for k, v in s['predicted_classes'].items())}"]
+          if s.get("predicted_classes") else []),
         f"  reduction: {s['bytes_in'] / 1e6:.1f} MB in -> {s['bytes_out'] / 1e6:.1f} MB out "
         f"= {s['bytes_in'] / max(s['bytes_out'], 1):.1f}x",
         f"  speed: {st['frames_per_second']:.1f} frames/s on {st['mpi_size']} rank(s), wall {st['seconds_wall']:.1f} s",

@@ -177,7 +177,7 @@ def _reduce(plan: Plan, comm) -> None:
                                descriptor=_make_descriptor(config, plan.geometry))
     total = n_chunks(plan.index.n_events, config.run.chunk_size)
     stats = RankStats(rank=rank, host=_host())
-    writer = _open_writer(plan, processor.descriptor) if rank == 0 else None
+    writer = _open_writer(plan, processor.descriptor, classifier) if rank == 0 else None
     comm.Barrier()  # every rank ready: per-rank speed counts work, not start-up skew
     t0 = time.perf_counter()
 
@@ -218,14 +218,16 @@ def _make_descriptor(config: JobConfig, geometry: DetectorGeometry):
     return Descriptor(config.descriptor, geometry)
 
 
-def _open_writer(plan: Plan, descriptor):
+def _open_writer(plan: Plan, descriptor, classifier):
+    """Rank 0's output file, with a descriptor column and a multi-class model's class columns."""
     from .writer import ReducedWriter
 
     first = plan.index.files[0]
     return ReducedWriter(plan.output, geometry=plan.geometry, frame_dtype=first.dtype,
                          compression=plan.config.output.compression, max_peaks=plan.config.detect.max_num_peaks,
                          source_files=[f.path for f in plan.index.files],
-                         descriptor_names=tuple(descriptor.names) if descriptor else ())
+                         descriptor_names=tuple(descriptor.names) if descriptor else (),
+                         class_names=tuple(getattr(classifier, "class_names", None) or ()))
 
 
 def _finish(plan: Plan, writer, all_stats: list, hashes: dict, started: str, backend: str, classifier: dict,

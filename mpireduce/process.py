@@ -49,7 +49,7 @@ class ChunkProcessor:
         clock["read"] = time.perf_counter() - t0
         tables, inputs = self._detect(frames, status, start, clock)
         t0 = time.perf_counter()
-        score, hit = self._classify(inputs, status)
+        score, hit, class_scores = self._classify(inputs, status)
         clock["classify"] += time.perf_counter() - t0
         peak_event, peaks = ChunkResult.flatten_peaks(tables)
         kept = [frames[i] for i in np.flatnonzero(hit)] if self.keep_frames else []
@@ -58,7 +58,7 @@ class ChunkProcessor:
             chunk=chunk, rank=rank, start=start, file_no=file_no, index_in_file=local,
             timestamp=stamps, status=status, n_peaks=np.array([len(t) for t in tables], np.int32),
             score=score, hit=hit, peak_event=peak_event, peaks=peaks, kept_frames=kept, seconds=clock,
-            descriptor=descriptor,
+            descriptor=descriptor, class_scores=class_scores,
         )
 
     def _detect(self, frames: list, status: np.ndarray, start: int, clock: dict):
@@ -82,13 +82,25 @@ class ChunkProcessor:
         return tables, inputs
 
     def _classify(self, inputs: list, status: np.ndarray):
+        """(score, hit, class probabilities or None) of the chunk's events; NaN/False/NaN where not ok.
+
+        A multi-class classifier (one with ``class_names``) is run once for its class
+        probabilities, and its hit score is derived from them.
+        """
+        classes = getattr(self.classifier, "class_names", None)
         score = np.full(len(inputs), np.nan, np.float32)
         hit = np.zeros(len(inputs), bool)
+        class_scores = np.full((len(inputs), len(classes)), np.nan, np.float32) if classes else None
         ok = np.flatnonzero(status == STATUS_OK)
         if len(ok):
-            score[ok] = self.classifier.scores(np.stack([inputs[i] for i in ok]))
+            batch = np.stack([inputs[i] for i in ok])
+            if classes:
+                class_scores[ok] = self.classifier.class_scores(batch)
+                score[ok] = self.classifier.hit_scores(class_scores[ok])
+            else:
+                score[ok] = self.classifier.scores(batch)
             hit[ok] = self.classifier.decide(score[ok])
-        return score, hit
+        return score, hit, class_scores
 
     def _maybe_fail(self, event: int) -> None:
         if self._fault_at is not None and event == self._fault_at:

@@ -33,6 +33,7 @@ class ChunkResult:
     peaks: dict
     kept_frames: list
     descriptor: Optional[np.ndarray] = None  #: (events, length) region counts, when computed
+    class_scores: Optional[np.ndarray] = None  #: (events, classes) probabilities of a multi-class model
     seconds: dict = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -67,7 +67,7 @@ class ReducedWriter:
     """Appends chunk results in order and finishes the file atomically."""
 
     def __init__(self, path: Path, *, geometry: DetectorGeometry, frame_dtype: str, compression: str,
-                 max_peaks: int, source_files: list, descriptor_names: tuple = ()):
+                 max_peaks: int, source_files: list, descriptor_names: tuple = (), class_names: tuple = ()):
         import h5py
         import hdf5plugin  # noqa: F401
 
@@ -81,6 +81,8 @@ class ReducedWriter:
         self._create_frames(geometry, np.dtype(frame_dtype), compression)
         self._create_peaks_cxi()
         self._create_tables(source_files, descriptor_names)
+        if class_names:
+            self._create_class_scores(class_names)
         self._write_instrument(geometry)
 
     # -- creation ---------------------------------------------------------------------
@@ -123,6 +125,14 @@ class ReducedWriter:
         self._events = _ColumnBuffer(events, list(EVENT_COLUMNS))
         self._peaks = _ColumnBuffer(peaks, list(PEAK_COLUMNS))
 
+    def _create_class_scores(self, class_names: tuple) -> None:
+        """``/mpireduce/events/class_scores`` (events, classes): a multi-class model's probabilities."""
+        n = len(class_names)
+        scores = self.file["mpireduce/events"].create_dataset(
+            "class_scores", (0, n), np.float32, maxshape=(None, n), chunks=(1024, n), **h5_compression("zstd"))
+        scores.attrs["columns"] = json.dumps(list(class_names))
+        scores.attrs["meaning"] = "class probabilities of the classifier; NaN where the event was skipped"
+
     def _write_instrument(self, geometry: DetectorGeometry) -> None:
         det = self.file.require_group(DETECTOR_GROUP)
         det["beam_center_fs_px"] = geometry.beam_center_fs
@@ -150,6 +160,8 @@ class ReducedWriter:
         self._append_peaks(result)
         if result.descriptor is not None:
             _extend(self.file["mpireduce/events/descriptor"], result.descriptor)
+        if result.class_scores is not None:
+            _extend(self.file["mpireduce/events/class_scores"], result.class_scores)
         self.n_events += len(result)
 
     def _append_kept(self, result: ChunkResult, rows: np.ndarray) -> None:

@@ -14,7 +14,9 @@ import scipy.ndimage as ndi
 torch = pytest.importorskip("torch")
 
 from mpireduce.classify import command, train  # noqa: E402
-from mpireduce.classify.infer import CnnClassifier, PeakCountRule, make_classifier, prepare_batch  # noqa: E402
+from mpireduce.classify import labels as label_sources  # noqa: E402
+from mpireduce.classify import make_classifier  # noqa: E402
+from mpireduce.classify.infer import CnnClassifier, PeakCountRule, prepare_batch  # noqa: E402
 from mpireduce.classify.model import HitCNN, file_sha256, load_model, save_model  # noqa: E402
 from mpireduce.classify.transform import InputTransform, max_pool  # noqa: E402
 from mpireduce.config import ClassifyConfig, DetectConfig  # noqa: E402
@@ -274,10 +276,10 @@ def test_split_is_stratified_and_disjoint():
 
 
 def test_peak_quartile_labels():
-    labels = command.peak_quartile_labels(np.arange(100))
+    labels = label_sources.peak_quartile_labels(np.arange(100))
     assert (labels == 1).sum() == 25 and (labels == 0).sum() == 25 and labels[50] == -1
     with pytest.raises(InputError):
-        command.peak_quartile_labels(np.zeros(40))
+        label_sources.peak_quartile_labels(np.zeros(40))
 
 
 def _synthetic_set(n: int, seed: int, size: int = 16):
@@ -331,3 +333,24 @@ def test_train_command_end_to_end_on_a_tiny_cxi_run(tmp_path, capsys):
     with pytest.raises(InputError, match="exists"):
         command.main(args, detector_factory=ThresholdDetector, truth_reader=truth)
     assert os.path.getsize(out) > 0
+
+
+def test_label_file_gives_labels_by_run_name_and_index(tmp_path):
+    runs = [str(tmp_path / "a.h5"), str(tmp_path / "sub" / "b.h5")]
+    label_file = tmp_path / "labels.csv"
+    label_file.write_text("file,index,label\n# checked by hand\na.h5,0,hit\na.h5,2,miss\n"
+                          f"{runs[1]},1,1\nb.h5,0,0\n")
+    run, event = np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 0, 1])
+    labels, kinds = label_sources.event_labels(str(label_file), runs, run, event, np.zeros(5))
+    assert labels.tolist() == [1, -1, 0, 0, 1] and kinds is None
+    label_file.write_text("a.h5,0,maybe\n")
+    with pytest.raises(InputError, match="'maybe' is not hit, miss"):
+        label_sources.file_labels(str(label_file), runs, run, event)
+    label_file.write_text("c.h5,0,hit\n")
+    with pytest.raises(InputError, match="'c.h5' is not one of the training runs"):
+        label_sources.file_labels(str(label_file), runs, run, event)
+    label_file.write_text("a.h5,0,hit\n")
+    with pytest.raises(InputError, match="1 hits and 0 misses"):
+        label_sources.file_labels(str(label_file), runs, run, event)
+    with pytest.raises(InputError, match="not 'truth', 'peaks' or an existing label file"):
+        label_sources.event_labels("truht", runs, run, event, np.zeros(5))

@@ -48,7 +48,7 @@ def test_counts_sum_to_the_peaks_in_range():
 
 def test_shells_and_sectors_are_where_they_should_be():
     geo = geometry()
-    config = DescriptorConfig(n_shells=4, n_sectors=4, d_max_A=20.0, d_min_A=2.0)
+    config = DescriptorConfig(n_shells=4, n_sectors=4, d_max_A=20.0, d_min_A=2.0, shell_spacing="inv_d2")
     desc = Descriptor(config, geo)
     # a peak at 3 A straight along +fs: 1/d^2 = 0.111 lies in shell 1 of edges 0.0025..0.25
     radius = geo.distance_m * np.tan(2 * np.arcsin(1.0 / (2 * 3.0))) / geo.pixel_size_m

@@ -17,7 +17,8 @@ from mpireduce.classify.descriptor_model import (  # noqa: E402
     augment_descriptors,
     save_descriptor_model,
 )
-from mpireduce.classify.infer import DescriptorClassifier, make_classifier, prepare_batch  # noqa: E402
+from mpireduce.classify import make_classifier  # noqa: E402
+from mpireduce.classify.infer import DescriptorClassifier, prepare_batch  # noqa: E402
 from mpireduce.classify.model import file_sha256, load_model  # noqa: E402
 from mpireduce.config import ClassifyConfig, DescriptorConfig, DetectConfig  # noqa: E402
 from mpireduce.errors import ConfigError, ModelError  # noqa: E402

@@ -5,6 +5,7 @@ model's input (``--model cnn``: the :class:`InputTransform` image; ``--model des
 seed 000's shell x sector peak counts, which needs each run's pixel size, distance and
 wavelength); label events (simulator truth, or seed 001's peak-count quartiles); train
 (:mod:`.train`); save the model with its provenance (:mod:`.model`, :mod:`.descriptor_model`).
+``--model diffuse`` fits seed 002's diffuse-scattering classifier (:mod:`.train_diffuse`);
 ``--model spi`` hands over to :mod:`mpireduce.classify.train_spi` when it is installed.
 torch, h5py and the detector are imported only when the command runs.
 """
@@ -26,15 +27,14 @@ import numpy as np
 from ..config import DescriptorConfig, DetectConfig, GeometryConfig
 from ..errors import InputError
 from ..geometry import DETECTOR_GROUP, SOURCE_GROUP, DetectorGeometry
+from .labels import event_labels, recall_by_kind
 from .transform import InputTransform
 
 log = logging.getLogger(__name__)
 
 DATA_PATH = "/entry_1/data_1/data"
 MASK_PATH = "/entry_1/data_1/mask"
-LABEL_SOURCES = ("truth", "peaks")
-KIND_NAMES = ("miss", "hit", "weak", "multi")  #: simulator truth kinds; all but "miss" are hits
-MODELS = ("cnn", "descriptor", "spi")
+MODELS = ("cnn", "descriptor", "diffuse", "spi")
 DEFAULT_EPOCHS = {"cnn": 20, "descriptor": 100}
 PHYSICS_PATHS = {"pixel_size_m": f"{DETECTOR_GROUP}/x_pixel_size", "distance_m": f"{DETECTOR_GROUP}/distance",
                  "wavelength_A": f"{SOURCE_GROUP}/wavelength_A"}
@@ -46,9 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="model file to write")
     parser.add_argument("--model", choices=MODELS, default="cnn",
                         help="cnn: image CNN; descriptor: MLP on seed 000's resolution-shell x sector peak "
-                             "counts (transfers across geometries; use detect.mode auto); spi: train_spi")
-    parser.add_argument("--labels", choices=LABEL_SOURCES, default="truth",
-                        help="truth: simulator truth sidecar; peaks: top/bottom peak-count quartiles (seed 001)")
+                             "counts (transfers across geometries; use detect.mode auto); diffuse: features + "
+                             "PCA + logistic regression on diffuse runs (seed 002); spi: few-shot Siamese (seed 004)")
+    parser.add_argument("--labels", default="truth", metavar="truth|peaks|FILE.csv",
+                        help="truth: simulator truth sidecar; peaks: top/bottom peak-count quartiles (seed 001); "
+                             "FILE.csv: lines RUN,INDEX,hit|miss for labelled real data (default %(default)s)")
     parser.add_argument("--epochs", type=int, help="default 20 (cnn), 100 (descriptor)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3,
@@ -144,45 +146,6 @@ def prepare_runs(paths: List[str], features, detector_factory, geometry: Geometr
     return Prepared(np.stack(inputs), np.array(n_peaks), np.array(runs), np.array(events))
 
 
-def truth_kinds(paths: List[str], prepared: Prepared, reader: Optional[Callable] = None) -> np.ndarray:
-    """Truth kind name of every prepared event, from the simulator's truth sidecar."""
-    if reader is None:
-        from ..simulate import read_truth as reader
-    names = []
-    for run_no, path in enumerate(paths):
-        truth = reader(path)
-        kinds = np.asarray(truth.kind)
-        if kinds.dtype.kind in "iu":
-            kinds = np.asarray(getattr(truth, "kind_names", KIND_NAMES))[kinds]
-        needed = int(prepared.event[prepared.run == run_no].max(initial=-1)) + 1
-        if len(kinds) < needed:
-            raise InputError(f"truth for {path} lists {len(kinds)} events but the run has {needed}; "
-                             "is it the right sidecar?")
-        names.append(np.char.decode(kinds) if kinds.dtype.kind == "S" else kinds.astype(str))
-    return np.array([names[r][e] for r, e in zip(prepared.run, prepared.event)])
-
-
-def peak_quartile_labels(n_peaks: np.ndarray) -> np.ndarray:
-    """Seed 001: top quartile of peak counts = hit (1), bottom quartile = miss (0), rest -1.
-
-    Counts tied with a quartile boundary join that quartile (runs with many peak-less misses
-    thus label all of them as misses); counts must separate, or there is nothing to learn.
-    """
-    low, high = np.percentile(n_peaks, [25, 75])
-    if high <= low:
-        raise InputError(f"peak counts do not separate (25th and 75th percentiles are both {low:g}); "
-                         "use --labels truth or adjust the detector settings")
-    labels = np.full(len(n_peaks), -1, np.int64)
-    labels[n_peaks <= low] = 0
-    labels[n_peaks >= high] = 1
-    return labels
-
-
-def recall_by_kind(kinds: np.ndarray, decided: np.ndarray) -> dict:
-    """Fraction of events of each truth kind decided as hits."""
-    return {str(k): float(np.mean(decided[kinds == k])) for k in np.unique(kinds)}
-
-
 def main(args: argparse.Namespace, detector_factory=None, truth_reader=None) -> int:
     """Run ``mpireduce train``; the two hooks let tests swap in stand-ins."""
     kind = getattr(args, "model", "cnn")
@@ -192,6 +155,10 @@ def main(args: argparse.Namespace, detector_factory=None, truth_reader=None) -> 
     if out.exists() and not args.overwrite:
         raise InputError(f"{out} exists; choose another -o or pass --overwrite")
     detect, geometry, descriptor = _detect_settings(args.detect_config)
+    if kind == "diffuse":
+        from .train_diffuse import train_diffuse
+
+        return train_diffuse(args, detect, geometry, detector_factory or default_detector_factory(detect))
     if kind == "descriptor" and detect.mode != "auto":
         log.warning("detect.mode is %r: peakfinder8 thresholds are per experiment, so for a model meant to "
                     "serve other experiments train with detect.mode: auto (--detect-config)", detect.mode)
@@ -201,8 +168,7 @@ def main(args: argparse.Namespace, detector_factory=None, truth_reader=None) -> 
                             geometry, args.max_events)
     seconds = {"prepare": round(time.perf_counter() - clock, 2)}
     print(f"prepared {len(prepared.inputs)} events in {seconds['prepare']:.1f} s")
-    kinds = truth_kinds(args.runs, prepared, truth_reader) if args.labels == "truth" else None
-    labels = (kinds != "miss").astype(np.int64) if kinds is not None else peak_quartile_labels(prepared.n_peaks)
+    labels, kinds = event_labels(args.labels, args.runs, prepared.run, prepared.event, prepared.n_peaks, truth_reader)
     used = np.flatnonzero(labels >= 0)
     options = _train_options(args, kind)
     clock = time.perf_counter()
@@ -272,6 +238,7 @@ def _metadata(args, detect, options, result, metrics, labels, seconds) -> dict:
     return {
         "threshold": result.threshold,
         "label_source": args.labels,
+        **({"label_file_sha256": file_sha256(args.labels)} if Path(args.labels).is_file() else {}),
         "training_data": [{"file": Path(p).name, "sha256": file_sha256(p)} for p in args.runs],
         "events": {"total": len(labels), "hits": int(np.sum(labels == 1)), "misses": int(np.sum(labels == 0))},
         "detect": dataclasses.asdict(detect),

@@ -98,6 +98,21 @@ def augment_descriptors(batch: torch.Tensor, generator: torch.Generator, n_shell
     return torch.gather(grid, 2, index).reshape(n, n_shells * n_sectors)
 
 
+def truncate_resolution(batch: torch.Tensor, generator: torch.Generator, n_shells: int, n_sectors: int,
+                        probability: float = 0.5) -> torch.Tensor:
+    """With ``probability``, drop every shell from a random cutoff shell (1 .. n_shells - 1) on.
+
+    A detector farther away, smaller or at a longer wavelength sees only the low-resolution
+    shells; without this a model trained on one geometry takes a hit whose peaks all sit
+    in the first shells for a powder ring or parasitic scatter.
+    """
+    n = len(batch)
+    cut = torch.randint(1, max(n_shells, 2), (n, 1), generator=generator)
+    use = torch.rand((n, 1), generator=generator) < probability
+    keep = (torch.arange(n_shells).unsqueeze(0) < cut) | ~use
+    return (batch.view(n, n_shells, n_sectors) * keep.unsqueeze(2)).reshape(n, n_shells * n_sectors)
+
+
 def descriptor_features(config: DescriptorConfig) -> Callable[[DetectorGeometry], Callable]:
     """``features(geometry)`` for the trainer: the descriptor vector of a frame's peaks on that geometry."""
     from ..detect.descriptor import Descriptor
@@ -152,7 +167,7 @@ def loaded_descriptor_model(payload: dict, meta: dict, path: Path, device: str =
         missing = [key for key in REQUIRED_METADATA if key not in meta]
         if missing:
             raise KeyError(", ".join(missing))
-        descriptor = DescriptorConfig(**meta["descriptor"])
+        descriptor = DescriptorConfig(**{"shell_spacing": "inv_d2", **meta["descriptor"]})  # older files: 1/d^2
         descriptor.validate()
         threshold = float(meta["threshold"])
     except (KeyError, TypeError, ValueError, ConfigError) as exc:

@@ -73,8 +73,12 @@ class DiffuseFeatures:
         self.region = self.shell * settings.n_sectors + np.minimum(sector.astype(np.int64), settings.n_sectors - 1)
         self.base_mask = (geometry.mask != 0) & (self.shell >= 0)
         self.correction = _solid_angle_polarisation(geometry)
-        pad = max(settings.scales)
+        pad = int(np.lcm.reduce(settings.scales))
         self.padded = tuple(-(-n // pad) * pad for n in self.shape)
+        shell_map = self._pad(np.where(self.shell >= 0, self.shell, 0).astype(np.float64))
+        #: per block size, the (rounded mean) shell of each block: frame-independent, computed once
+        self.block_shell = {k: np.rint(_block_sums(shell_map, k) / (k * k)).astype(np.int64) for k in settings.scales}
+        self.dilation = 2 * settings.dilate_px + 1
 
     def compute(self, frame: np.ndarray, mask: Optional[np.ndarray] = None, peaks=None) -> np.ndarray:
         """The float32 feature vector of one frame (``peaks``: a PeakTable or None)."""
@@ -87,14 +91,14 @@ class DiffuseFeatures:
             ss = np.clip(np.rint(peaks.ss).astype(int), 0, self.shape[0] - 1)
             fs = np.clip(np.rint(peaks.fs).astype(int), 0, self.shape[1] - 1)
             peak[ss, fs] = True
-        peak = ndimage.binary_dilation(peak, np.ones((2 * s.dilate_px + 1,) * 2, bool))
+        peak = ndimage.maximum_filter(peak.view(np.uint8), size=self.dilation, mode="constant").view(bool)
         valid = good & ~peak
         bg = self._background(flat, valid)
         z = np.where(valid, (frame - bg) / np.sqrt(np.maximum(bg, 1e-3)), 0.0)
         n = s.n_shells
         shell = np.where(valid, self.shell, n)
         count = np.maximum(np.bincount(shell.ravel(), minlength=n + 1)[:n], 1)
-        feats = [self._block_variance(z, valid, k) for k in s.scales]
+        feats = self._block_variances(z, valid)
         feats.append(np.bincount(shell.ravel(), (z > 2).ravel(), n + 1)[:n] / count)
         feats.append(np.bincount(shell.ravel(), (z > 3).ravel(), n + 1)[:n] / count)
         feats.append(1.0 - count / np.maximum(np.bincount(self.shell[good], minlength=n)[:n], 1))
@@ -109,19 +113,30 @@ class DiffuseFeatures:
         count = np.bincount(self.ring[use], minlength=self.ring.max() + 1)
         return (total / np.maximum(count, 1))[self.ring] * self.correction
 
-    def _block_variance(self, z: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
-        """Per shell, log of the mean square of s x s block sums of z over sqrt(pixels)."""
-        def blocks(a):
-            p = np.zeros(self.padded)
-            p[: a.shape[0], : a.shape[1]] = a
-            return p.reshape(p.shape[0] // k, k, p.shape[1] // k, k).sum(axis=(1, 3))
-        zs, ns = blocks(z), blocks(valid.astype(np.float64))
-        use = ns >= 0.5 * k * k
-        shell = blocks(np.where(self.shell >= 0, self.shell, 0) * 1.0) / (k * k)
-        idx = np.rint(shell[use]).astype(np.int64)
+    def _pad(self, a: np.ndarray) -> np.ndarray:
+        """``a`` zero-padded to ``self.padded`` (a multiple of every block size)."""
+        p = np.zeros(self.padded, a.dtype)
+        p[: a.shape[0], : a.shape[1]] = a
+        return p
+
+    def _block_variances(self, z: np.ndarray, valid: np.ndarray) -> list:
+        """Per block size k and shell, log of the mean square of k x k block sums of z over sqrt(pixels).
+
+        Block sums of size k are summed from those of the previous size when it divides k
+        (a pyramid: 1, 2, 4, ... costs about 4/3 of one pass over the frame).
+        """
         n = self.settings.n_shells
-        sq = np.bincount(idx, zs[use] ** 2 / ns[use], minlength=n)[:n]
-        return np.log(sq / np.maximum(np.bincount(idx, minlength=n)[:n], 1) + 1e-3)
+        zs0, ns0 = self._pad(z), self._pad(valid.astype(np.float64))
+        zs, ns, previous, out = zs0, ns0, 1, []
+        for k in self.settings.scales:
+            if k % previous:
+                zs, ns, previous = zs0, ns0, 1
+            zs, ns, previous = _block_sums(zs, k // previous), _block_sums(ns, k // previous), k
+            use = ns >= 0.5 * k * k
+            idx = self.block_shell[k][use]
+            sq = np.bincount(idx, zs[use] ** 2 / ns[use], minlength=n)[:n]
+            out.append(np.log(sq / np.maximum(np.bincount(idx, minlength=n)[:n], 1) + 1e-3))
+        return out
 
     def _sector_variance(self, z: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Per shell, log of the mean square of normalised sector sums of z (anisotropy)."""
@@ -130,6 +145,13 @@ class DiffuseFeatures:
         sums = np.bincount(region, z[valid], minlength=n * m)[: n * m]
         counts = np.maximum(np.bincount(region, minlength=n * m)[: n * m], 1)
         return np.log((sums**2 / counts).reshape(n, m).mean(axis=1) + 1e-3)
+
+
+def _block_sums(a: np.ndarray, k: int) -> np.ndarray:
+    """Sums over k x k blocks of a 2-D array whose sides are multiples of k."""
+    if k == 1:
+        return a
+    return a.reshape(a.shape[0] // k, k, a.shape[1] // k, k).sum(axis=(1, 3))
 
 
 def _solid_angle_polarisation(geometry: DetectorGeometry) -> np.ndarray:

@@ -3,7 +3,7 @@
 Per event the job calls ``prepare(frame, mask, peaks)`` (cheap, host-side); per chunk it
 stacks those inputs and calls ``scores`` once, then ``decide``::
 
-    clf = make_classifier(job.classify, base_dir=job.base_dir)
+    clf = make_classifier(job.classify, base_dir=job.base_dir)   # from .factory
     inputs = prepare_batch(clf, events)          # events: (frame, mask, peaks) tuples
     scores = clf.scores(inputs)                  # (B,) float32 in [0, 1]
     hits = clf.decide(scores)                    # (B,) bool
@@ -11,19 +11,22 @@ stacks those inputs and calls ``scores`` once, then ``decide``::
 Every classifier scores in [0, 1] with ``hit = score >= threshold``, so output files
 read the same whichever produced them: a CNN on a pooled image (:class:`CnnClassifier`),
 an MLP on seed 000's descriptor (:class:`DescriptorClassifier`, which needs the detector
-geometry) or the peak-count rule. torch is only imported when a model is loaded.
+geometry) or the peak-count rule; :mod:`.diffuse` and :mod:`.siamese` hold the diffuse and
+SPI classifiers, and :func:`.factory.make_classifier` picks one from the model file.
+
+A multi-class classifier (SPI) also has ``class_names``, ``class_scores(inputs) -> (B, C)``
+probabilities and ``hit_scores(class_probabilities) -> (B,)``; the job then runs the model
+once per chunk for both, and stores the class probabilities with the events.
+torch is only imported when a model is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, Optional, Protocol, Tuple
 
 import numpy as np
 
-from ..config import ClassifyConfig
-from ..errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..geometry import DetectorGeometry
@@ -182,41 +185,3 @@ def prepare_batch(classifier: Classifier, events: Iterable[tuple]) -> np.ndarray
     if not inputs:
         return np.empty((0, *classifier.input_shape), np.float32)
     return np.stack(inputs)
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` must be usable."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("classify.device is 'cuda' but torch sees no GPU here; set classify.device: auto or cpu")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"classify.device = {name!r} is not one of auto, cpu, cuda")
-    return name
-
-
-def make_classifier(config: ClassifyConfig, base_dir: str = ".",
-                    geometry: Optional["DetectorGeometry"] = None) -> Classifier:
-    """The classifier ``config`` asks for: the model file's (CNN or descriptor MLP) when
-    ``config.model`` is set, else the peak rule.
-
-    A relative model path is taken relative to ``base_dir`` (the job file's folder);
-    ``config.threshold`` overrides the threshold stored in the model file. A descriptor
-    model needs ``geometry`` (with pixel size, distance and wavelength).
-    """
-    if not config.model:
-        return PeakCountRule(config.min_peaks)
-    from .model import load_model
-
-    path = Path(config.model).expanduser()
-    if not path.is_absolute():
-        path = Path(base_dir) / path
-    model = load_model(path, device=resolve_device(config.device))
-    if hasattr(model, "descriptor"):  # a LoadedDescriptorModel
-        if geometry is None:
-            raise ConfigError(f"{path} is a descriptor model: it needs the detector geometry "
-                              "(pass geometry= to make_classifier)")
-        return DescriptorClassifier(model, geometry, batch_size=config.batch_size, threshold=config.threshold)
-    return CnnClassifier(model, batch_size=config.batch_size, threshold=config.threshold)

@@ -233,19 +233,22 @@ def load_siamese(path: Union[str, Path]) -> SiameseModel:
 class SpiClassifier:
     """Batched SPI inference with the same interface as the hit/miss classifiers.
 
-    ``scores`` is the summed probability of the hit classes (``metadata["hit_classes"]``),
-    so ``decide`` gives hit/miss like :class:`~mpireduce.classify.infer.CnnClassifier`;
-    ``class_scores`` and ``predict`` give the four-class view.
+    ``scores`` is the summed probability of the hit classes (``keep_classes``, by default
+    ``metadata["hit_classes"]``: every class but no_hit), so ``decide`` gives hit/miss like
+    :class:`~mpireduce.classify.infer.CnnClassifier`; ``class_scores`` and ``predict`` give
+    the four-class view, ``hit_scores`` the hit score from class probabilities.
     """
 
     name = "siamese"
 
     def __init__(self, model: SiameseModel, centre: Tuple[float, float], batch_size: int = 64,
-                 threshold: Optional[float] = None) -> None:
+                 threshold: Optional[float] = None, keep_classes: Optional[Sequence[str]] = None) -> None:
         self.model, self.centre, self.batch_size = model, centre, batch_size
         self.threshold = float(model.metadata.get("thresholds", {}).get("hit", 0.5) if threshold is None else threshold)
-        hit = model.metadata.get("hit_classes", [c for c in model.classes if c != "no_hit"])
+        hit = list(keep_classes or model.metadata.get("hit_classes", [c for c in model.classes if c != "no_hit"]))
         self.hit_index = [model.classes.index(c) for c in hit]
+        self.keep_classes = hit
+        self.class_names = tuple(model.classes)
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
@@ -259,8 +262,12 @@ class SpiClassifier:
         parts = [self.model.class_scores(inputs[s:s + self.batch_size]) for s in range(0, len(inputs), self.batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.model.classes)), np.float32)
 
+    def hit_scores(self, class_probabilities: np.ndarray) -> np.ndarray:
+        """(B,) summed probability of the kept classes, from (B, C) class probabilities."""
+        return np.asarray(class_probabilities)[:, self.hit_index].sum(axis=1).astype(np.float32)
+
     def scores(self, inputs: np.ndarray) -> np.ndarray:
-        return self.class_scores(inputs)[:, self.hit_index].sum(axis=1)
+        return self.hit_scores(self.class_scores(inputs))
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """(B,) index of the most likely class."""
@@ -272,6 +279,7 @@ class SpiClassifier:
     def describe(self) -> dict:
         return {"kind": self.name, "model": self.model.path, "model_sha256": self.model.sha256,
                 "threshold": self.threshold, "batch_size": self.batch_size, "classes": list(self.model.classes),
+                "keep_classes": self.keep_classes,
                 "transform": self.model.transform.to_dict()}
 
 

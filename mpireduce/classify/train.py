@@ -179,13 +179,14 @@ def fit(inputs: np.ndarray, labels: np.ndarray, options: TrainOptions,
 def fit_descriptor(vectors: np.ndarray, labels: np.ndarray, options: TrainOptions, n_shells: int, n_sectors: int,
                    hidden: int = 32, report: Callable[[str], None] = log.info) -> TrainResult:
     """Train a :class:`DescriptorMLP` on (N, n_shells * n_sectors) descriptor counts."""
-    from .descriptor_model import DescriptorMLP, augment_descriptors
+    from .descriptor_model import DescriptorMLP, augment_descriptors, truncate_resolution
 
     if vectors.ndim != 2 or vectors.shape[1] != n_shells * n_sectors:
         raise ValueError(f"descriptor vectors must be (N, {n_shells * n_sectors}), got {vectors.shape}")
     return fit(np.ascontiguousarray(vectors, np.float32), labels, options, report,
                build=lambda: DescriptorMLP(n_shells, n_sectors, hidden),
-               augmenter=lambda batch, gen: augment_descriptors(batch, gen, n_shells, n_sectors),
+               augmenter=lambda batch, gen: truncate_resolution(
+                   augment_descriptors(batch, gen, n_shells, n_sectors), gen, n_shells, n_sectors),
                report_every=max(1, options.epochs // 10))
 
 

@@ -1,9 +1,10 @@
 """Seed 000's frame descriptor: keypoint counts per resolution shell x azimuthal sector.
 
 Regions are defined in reciprocal space, not pixels, so one descriptor layout means the
-same thing on every detector geometry: shell edges are equally spaced in ``1/d^2``
-between ``d_max_A`` and ``d_min_A`` (equal steps of reciprocal-space volume per unit
-``q^2``), and sectors split the azimuth around the beam centre into equal angles,
+same thing on every detector geometry: shell edges are equally spaced in ``1/d``
+(``shell_spacing: inv_d``, fine at low resolution, so a detector that sees only
+d > 6 Angstrom still spreads a crystal's peaks over several shells while a powder ring
+fills one) or in ``1/d^2`` (``inv_d2``) between ``d_max_A`` and ``d_min_A``, and sectors split the azimuth around the beam centre into equal angles,
 sector 0 starting at angle -pi (the -fs direction) and turning towards +ss.
 Peaks outside the resolution range are dropped. Raw counts are returned; a classifier
 normalises them.
@@ -34,8 +35,9 @@ class Descriptor:
                 + " in the job file (or store them in the input's /entry_1/instrument_1)")
         self.config = config
         self.geometry = geometry
-        #: shell edges in 1/d^2 (1/Angstrom^2), increasing: n_shells + 1 values
-        self.edges = np.linspace(config.d_max_A ** -2, config.d_min_A ** -2, config.n_shells + 1)
+        self.power = 1.0 if config.shell_spacing == "inv_d" else 2.0
+        #: shell edges in 1/d or 1/d^2 (see ``shell_spacing``), increasing: n_shells + 1 values
+        self.edges = np.linspace(config.d_max_A ** -self.power, config.d_min_A ** -self.power, config.n_shells + 1)
 
     @property
     def size(self) -> int:
@@ -53,9 +55,9 @@ class Descriptor:
         geo = self.geometry
         dx = np.asarray(fs, np.float64) - geo.beam_center_fs
         dy = np.asarray(ss, np.float64) - geo.beam_center_ss
-        inv_d2 = geo.resolution_A(np.hypot(dx, dy)) ** -2.0
-        shell = np.searchsorted(self.edges, inv_d2, side="right") - 1
-        inside = (inv_d2 >= self.edges[0]) & (inv_d2 <= self.edges[-1])
+        x = geo.resolution_A(np.hypot(dx, dy)) ** -self.power
+        shell = np.searchsorted(self.edges, x, side="right") - 1
+        inside = (x >= self.edges[0]) & (x <= self.edges[-1])
         shell = np.minimum(shell, self.config.n_shells - 1)  # d == d_min_A: the last shell
         turn = (np.arctan2(dy, dx) + np.pi) / (2.0 * np.pi)  # [0, 1]
         sector = np.minimum((turn * self.config.n_sectors).astype(np.int64), self.config.n_sectors - 1)

@@ -1,4 +1,4 @@
-"""``mpireduce simulate OUT.h5``: write a simulated SFX run and its ground truth."""
+"""``mpireduce simulate OUT.h5``: write a simulated SFX (or ``--experiment spi|diffuse``) run and its truth."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import OutputError
+from . import experiments
 from .lattice import UNIT_CELLS
 from .runfile import simulate_run, truth_path
 from .sfx import COMPRESSIONS, KIND_NAMES, SimulationConfig
@@ -38,6 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="F",
         help="fraction of the crystal frames with 2-3 lattices (default %(default)s)",
     )
+    add(
+        "--artefact-fraction",
+        type=float,
+        default=d.artefact_fraction,
+        metavar="F",
+        help="fraction of the misses with a non-crystal artefact: ice/salt ring, jet streak, cosmic ray "
+        "or parasitic scatter, named in the truth's /artefact (default %(default)s)",
+    )
     add("--detector", default=d.detector, help="1M, 4M or SSxFS such as 256x256 (default %(default)s)")
     add("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
     add("--wavelength", type=float, default=d.wavelength_A, help="Angstrom (default %(default)s)")
@@ -61,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--compression", choices=COMPRESSIONS, default=d.compression, help="(default %(default)s)")
     add("--dtype", choices=("uint16", "int32"), default=d.dtype, help="stored pixel type (default %(default)s)")
     add("--overwrite", action="store_true", help="replace OUT.h5 and its truth file if they exist")
+    experiments.add_arguments(add)
 
 
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
@@ -71,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         hit_fraction=args.hit_fraction,
         weak_fraction=args.weak_fraction,
         multi_fraction=args.multi_fraction,
+        artefact_fraction=args.artefact_fraction,
         detector=args.detector,
         pixel_size_m=args.pixel_size,
         distance_m=args.distance,
@@ -88,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``mpireduce simulate``; print a one-line summary."""
-    config = config_from_args(args)
+    config = config_from_args(args) if getattr(args, "experiment", "sfx") != "spi" else None
     output = Path(args.output)
     existing = [p for p in (output, truth_path(output)) if p.exists()]
     if existing and not args.overwrite:
@@ -97,8 +108,13 @@ def main(args: argparse.Namespace) -> int:
         raise OutputError(f"{names} already {verb}; pass --overwrite to replace, or choose another OUT path")
     if not output.parent.is_dir():
         raise OutputError(f"folder {output.parent} does not exist; create it first")
+    if getattr(args, "experiment", "sfx") != "sfx":
+        print(experiments.simulate(args, config, output))
+        return 0
     summary = simulate_run(output, config)
     counts = " ".join(f"{name}={summary['counts'][name]}" for name in KIND_NAMES)
+    if config.artefact_fraction > 0:
+        counts += " (artefacts: " + " ".join(f"{k}={v}" for k, v in summary["artefacts"].items()) + ")"
     print(
         f"wrote {output} ({config.n_frames} frames {config.detector}: {counts}) and {summary['truth_path']} "
         f"in {summary['seconds']:.1f} s, {summary['frames_per_s']:.1f} frames/s"

@@ -2,7 +2,9 @@
 
 ``run.h5`` holds the frames the way real CXI files do; ``run.truth.h5`` (see
 :func:`truth_path`) holds, per frame, the kind and every Bragg spot with S >= 1 expected
-photon: position, expected photons, visibility, resolution, lattice and Miller indices.
+photon: position, expected photons, visibility, resolution, lattice and Miller indices;
+runs with ``artefact_fraction > 0`` also get ``artefact``, the name of each miss's
+non-crystal artefact ("" for none).
 Both are written to ``NAME.inprogress`` and renamed when complete.
 """
 
@@ -23,6 +25,7 @@ from ..compression import h5_compression
 from ..errors import InputError
 from ..geometry import DETECTOR_GROUP, SOURCE_GROUP
 from .detector import DetectorLayout, make_detector_layout
+from .artefacts import ARTEFACT_NAMES
 from .sfx import KIND_NAMES, SimulationConfig, render_frame
 
 PathLike = Union[str, Path]
@@ -78,7 +81,7 @@ def simulate_run(
 
     Existing files are replaced (the CLI refuses unless asked). ``progress(done, total)``
     is called after every frame. Returns a summary: ``counts`` per kind name, ``seconds``,
-    ``frames_per_s``, ``path`` and ``truth_path``.
+    ``frames_per_s``, ``path``, ``truth_path`` and ``artefacts`` (frames per artefact name).
     """
     config.validate()
     path, sidecar = Path(path), truth_path(path)
@@ -91,7 +94,9 @@ def simulate_run(
         _write_truth(tmp_truth, config, truth)
     seconds = time.perf_counter() - start
     counts = {name: int(np.count_nonzero(truth["kind"] == i)) for i, name in enumerate(KIND_NAMES)}
+    artefacts = {name: int(np.count_nonzero(truth["artefact"] == name)) for name in ARTEFACT_NAMES}
     return {
+        "artefacts": artefacts,
         "path": str(path),
         "truth_path": str(sidecar),
         "counts": counts,
@@ -131,16 +136,17 @@ def _create_run_file(run: h5py.File, config: SimulationConfig, layout: DetectorL
 def _write_frames(frames: h5py.Dataset, config, layout, progress) -> dict:
     """Render and write every frame; collect the truth tables."""
     kinds = np.zeros(config.n_frames, dtype=np.int8)
-    spots, bases = [], []
+    spots, bases, artefacts = [], [], []
     for i in range(config.n_frames):
         rendered = render_frame(config, i, layout)
         frames[i] = _saturate(rendered.frame, frames.dtype)
         kinds[i] = rendered.kind
         spots.append(rendered.spots)
         bases.append(rendered.bases)
+        artefacts.append(rendered.artefact)
         if progress is not None:
             progress(i + 1, config.n_frames)
-    return {"kind": kinds, "spots": spots, "bases": bases}
+    return {"kind": kinds, "spots": spots, "bases": bases, "artefact": np.array(artefacts, dtype=str)}
 
 
 def _saturate(frame: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -150,7 +156,7 @@ def _saturate(frame: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _write_truth(path: Path, config: SimulationConfig, truth: dict) -> None:
-    """The truth sidecar: kinds, flattened spot tables and lattice bases."""
+    """The truth sidecar: kinds, flattened spot tables, lattice bases (and artefact names)."""
     with h5py.File(path, "w", libver=LIBVER) as out:
         out.attrs["simulation_config"] = config.to_json()
         out.attrs["seed"] = config.seed
@@ -165,6 +171,11 @@ def _write_truth(path: Path, config: SimulationConfig, truth: dict) -> None:
         out.create_dataset("lattice_offsets", data=_offsets([len(b) for b in truth["bases"]]))
         out.create_dataset("lattice_basis", data=np.concatenate(truth["bases"]).reshape(-1, 3, 3))
         out["lattice_basis"].attrs["description"] = "lab-frame reciprocal basis, rows a*, b*, c* (1/Angstrom)"
+        if config.artefact_fraction > 0:  # absent otherwise: such runs stay as they were
+            names = [str(name) for name in truth.get("artefact", [""] * len(truth["kind"]))]
+            artefact = out.create_dataset("artefact", data=names, dtype=h5py.string_dtype())
+            artefact.attrs["names"] = list(ARTEFACT_NAMES)
+            artefact.attrs["description"] = "non-crystal artefact drawn on the frame (misses only); empty: none"
 
 
 def _offsets(counts) -> np.ndarray:
@@ -191,9 +202,19 @@ class Truth:
     columns: Dict[str, np.ndarray]
     lattice_offsets: np.ndarray
     lattice_basis: np.ndarray
+    artefact: Optional[np.ndarray] = None  #: (N,) str artefact name per frame, "" for none
+
+    def __post_init__(self) -> None:
+        if self.artefact is None:  # runs written without artefacts
+            object.__setattr__(self, "artefact", np.full(len(self.kind), "", dtype="<U1"))
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    @property
+    def has_artefact(self) -> np.ndarray:
+        """(N,) bool: misses that carry a non-crystal artefact."""
+        return self.artefact != ""
 
     @property
     def is_hit(self) -> np.ndarray:
@@ -236,6 +257,7 @@ def read_truth(path: PathLike) -> Truth:
                 columns=columns,
                 lattice_offsets=f["lattice_offsets"][()],
                 lattice_basis=f["lattice_basis"][()],
+                artefact=np.array(f["artefact"].asstr()[()], dtype=str) if "artefact" in f else None,
             )
     except (OSError, KeyError) as exc:
         message = f"cannot read simulation truth {sidecar}: {exc}; was it written by mpireduce simulate?"

@@ -20,6 +20,7 @@ from scipy.special import erf
 
 from ..compression import COMPRESSION_CHOICES as COMPRESSIONS
 from ..errors import ConfigError
+from . import artefacts
 from .detector import DetectorLayout, default_pixel_size, make_detector_layout, parse_detector_size
 from .lattice import (
     UNIT_CELLS,
@@ -72,6 +73,7 @@ class SimulationConfig:
     seed: int = 0
     compression: str = "bitshuffle-lz4"  #: bitshuffle-lz4 | zstd | gzip | none
     dtype: str = "uint16"  #: stored pixel type: uint16 (counts saturate at 65535, like 16-bit detectors) | int32
+    artefact_fraction: float = 0.0  #: fraction of misses with a non-crystal artefact (see .artefacts)
 
     def __post_init__(self) -> None:
         if self.pixel_size_m is None:
@@ -82,7 +84,7 @@ class SimulationConfig:
         parse_detector_size(self.detector)
         if self.n_frames < 1:
             raise ConfigError("n_frames must be >= 1")
-        for name in ("hit_fraction", "weak_fraction", "multi_fraction"):
+        for name in ("hit_fraction", "weak_fraction", "multi_fraction", "artefact_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} = {getattr(self, name)} must be between 0 and 1")
         if self.weak_fraction + self.multi_fraction > 1.0:
@@ -113,8 +115,15 @@ class SimulationConfig:
         return PartialityModel(self.domain_size_um * 1e4, np.radians(self.mosaicity_deg), self.bandwidth)
 
     def to_json(self) -> str:
-        """The config as JSON text (round-trips through :meth:`from_json`)."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """The config as JSON text (round-trips through :meth:`from_json`).
+
+        ``artefact_fraction`` is left out when 0, so runs without artefacts are written
+        exactly as before the option existed.
+        """
+        fields = dataclasses.asdict(self)
+        if not fields["artefact_fraction"]:
+            del fields["artefact_fraction"]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "SimulationConfig":
@@ -130,6 +139,7 @@ class RenderedFrame:
     kind: int  #: index into KIND_NAMES
     spots: Dict[str, np.ndarray]  #: SPOT_FIELDS plus ``hkl`` (n, 3) int16
     bases: np.ndarray  #: (n_lattices, 3, 3) lab-frame reciprocal bases, rows a*, b*, c*
+    artefact: str = ""  #: non-crystal artefact on a miss (a name in artefacts.ARTEFACT_NAMES), "" for none
 
 
 def simulate_frame(
@@ -150,6 +160,8 @@ def render_frame(
     pixel is masked (gaps, beamstop, bad pixels) are never visible. Spots are listed when
     S >= MIN_TRUTH_PHOTONS; their fs/ss is where the diffracted ray meets the detector,
     which is the centroid of the rendered profile (pixel (0, 0) centre = 0.0).
+    A fraction ``config.artefact_fraction`` of misses gets a non-crystal artefact (see
+    :mod:`.artefacts`); it is drawn under the hot pixels and named in ``artefact``.
     """
     layout = layout or make_detector_layout(config.validate())
     rng = np.random.default_rng([config.seed, index])
@@ -166,9 +178,10 @@ def render_frame(
     else:
         frame = layout.background * np.float32(bg_scale)
         _add_into(frame, pixels, expected)
+    artefact = artefacts.add_artefact(frame, config, layout, index, noise, bg_scale) if kind == MISS else ""
     frame.reshape(-1)[layout.hot_index] = layout.hot_value
     listed = {name: values[spots["photons"] >= MIN_TRUTH_PHOTONS] for name, values in spots.items()}
-    return RenderedFrame(frame, kind, listed, bases)
+    return RenderedFrame(frame, kind, listed, bases, artefact)
 
 
 def choose_kind(config: SimulationConfig, rng: np.random.Generator) -> int:
