@@ -101,7 +101,7 @@ class Evaluation:
 def evaluate_siamese(model_path: str, run: str, max_events: int = 0) -> Evaluation:
     """Four-class evaluation of an SPI Siamese model on an SPI run."""
     from .classify.siamese import SpiClassifier, load_siamese
-    from .classify.train_spi import load_spi_run
+    from .classify.spi_data import load_spi_run
 
     model = load_siamese(model_path)
     data = load_spi_run(run, model.transform, max_events)

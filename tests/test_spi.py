@@ -153,3 +153,15 @@ def test_fill_rings_and_polar_augmentation():
     for sample, original in zip(out, batch):
         candidates = [torch.roll(o, s, dims=2) for s in range(8) for o in (original, original.flip(2))]
         assert any(torch.equal(sample, c) for c in candidates)
+
+
+def test_refine_prototypes_follows_the_unlabelled_events():
+    from mpireduce.classify.train_spi import refine_prototypes
+
+    support = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)  # one labelled event per class
+    angles = np.deg2rad([20.0, 25.0, 30.0, 80.0])  # class 0's unlabelled events lie near 25 degrees
+    unlabelled = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    refined = refine_prototypes(support, np.array([0, 1]), unlabelled, 2, iterations=3)
+    assert np.allclose(np.linalg.norm(refined, axis=1), 1.0, atol=1e-6)
+    assert 10.0 < np.rad2deg(np.arctan2(refined[0, 1], refined[0, 0])) < 20.0  # mean of 0, 20, 25, 30
+    assert np.allclose(refine_prototypes(support, np.array([0, 1]), unlabelled, 2, iterations=0), support)

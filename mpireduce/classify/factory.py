@@ -92,7 +92,7 @@ def _siamese_file(path: Path, config: ClassifyConfig, geometry) -> Classifier:
     from .siamese import SpiClassifier, load_siamese
 
     _require(geometry, path, "an SPI model", physics=False)
-    model = load_siamese(path)
+    model = load_siamese(path, device=resolve_device(config.device))
     unknown = sorted(set(config.keep_classes or ()) - set(model.classes))
     if unknown:
         raise ConfigError(f"classify.keep_classes names {unknown}, which {path.name} does not know; "

@@ -141,11 +141,12 @@ def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float, 
 def embed(net: nn.Module, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Embeddings (N, dim) of stacked inputs, batched, in inference mode."""
     net.eval()
+    device = next(net.parameters()).device
     out = np.empty((len(inputs), net.dim), np.float32)
     with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size], np.float32))
-            out[start:start + batch_size] = net(x).numpy()
+            x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size], np.float32)).to(device)
+            out[start:start + batch_size] = net(x).float().cpu().numpy()
     return out
 
 
@@ -211,8 +212,8 @@ def save_siamese(path: Union[str, Path], net: EmbeddingNet, prototypes: np.ndarr
     return write_payload(path, payload)
 
 
-def load_siamese(path: Union[str, Path]) -> SiameseModel:
-    """Read a file written by :func:`save_siamese`; :class:`ModelError` if it is not one."""
+def load_siamese(path: Union[str, Path], device: str = "cpu") -> SiameseModel:
+    """Read a file written by :func:`save_siamese` onto ``device``; :class:`ModelError` if it is not one."""
     payload = read_payload(path, FORMAT, FORMAT_VERSION)
     try:
         meta = json.loads(payload["metadata"])
@@ -226,7 +227,7 @@ def load_siamese(path: Union[str, Path]) -> SiameseModel:
         raise ModelError(f"SPI model file {path} is inconsistent ({exc}); re-train it") from exc
     if prototypes.shape != (len(classes), net.dim):
         raise ModelError(f"SPI model file {path}: prototypes {prototypes.shape} do not match {len(classes)} classes")
-    net.eval()
+    net.to(device).eval()
     return SiameseModel(net, prototypes, transform, classes, temperature, meta, file_sha256(path), str(path))
 
 
@@ -279,7 +280,7 @@ class SpiClassifier:
     def describe(self) -> dict:
         return {"kind": self.name, "model": self.model.path, "model_sha256": self.model.sha256,
                 "threshold": self.threshold, "batch_size": self.batch_size, "classes": list(self.model.classes),
-                "keep_classes": self.keep_classes,
+                "keep_classes": self.keep_classes, "device": str(next(self.model.net.parameters()).device),
                 "transform": self.model.transform.to_dict()}
 
 

@@ -6,8 +6,10 @@ Inputs are polar (:class:`SpiTransform`, ``--layout``) and the embedding is an e
 ``--members`` nets trained ``--steps`` each (different seeds). Only ``--labels-per-class``
 events of each class are used (chosen at random among the events
 whose shape is not ``--exclude-shape``d); they train the embedding and become the support set
-whose mean embeddings are the class prototypes. Every other event of the run is scored and
-the confusion matrix and per-class precision/recall/F1 are printed (and stored in the model
+whose mean embeddings are the class prototypes. ``--refine-unlabelled`` (off by default) makes
+the classifier semi-supervised: the prototypes are refined with the run's other events of allowed
+shapes, unlabelled, by pseudo-labels (:func:`refine_prototypes`). Every other event of the run
+is scored and the confusion matrix and per-class precision/recall/F1 are printed (and stored in the model
 file), separately for the excluded ("unseen") shapes when there are any.
 """
 
@@ -18,20 +20,19 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional
 
 import numpy as np
 
 from ..errors import InputError, MpiReduceError
-
-DATA_PATH = "/entry_1/data_1/data"
+from .spi_data import DATA_PATH, SpiData, choose_support, frame_side, load_spi_run  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
 class SiameseOptions:
     """Hyper-parameters of one training run (recorded in the model file)."""
 
-    steps: int = 250
+    steps: int = 150  #: per member (validation runs: 5 x 150 beat 3 x 250; 500 over-fits 40 labels)
     per_class_batch: int = 16  #: examples of each class in one batch (P x K batches)
     lr: float = 2e-3
     margin: float = 0.3
@@ -56,55 +57,6 @@ def augment_polar(batch, generator):
     index = torch.where(mirror[:, None], -angle[None, :], angle[None, :]) + shift[:, None]
     index = (index % size)[:, None, None, :].expand_as(batch)
     return torch.gather(batch, 3, index)
-
-
-@dataclass
-class SpiData:
-    """Transformed inputs of a run with their truth."""
-
-    inputs: np.ndarray  #: (N, 2, size, size)
-    labels: np.ndarray  #: (N,) class index
-    shapes: np.ndarray  #: (N,) str
-    class_names: Tuple[str, ...]
-    centre: Tuple[float, float]
-
-
-def load_spi_run(path: str, transform, max_events: int = 0) -> SpiData:
-    """Read and transform every frame of an SPI run and its truth sidecar."""
-    import h5py
-    import hdf5plugin  # noqa: F401
-
-    from ..simulate.spi import read_spi_truth
-    from .command import read_geometry
-    from ..config import GeometryConfig
-
-    if not Path(path).is_file():
-        raise InputError(f"SPI run {path} not found; check the path")
-    truth = read_spi_truth(path)
-    with h5py.File(path, "r") as handle:
-        geometry = read_geometry(handle, path, GeometryConfig())
-        centre = (geometry.beam_center_ss, geometry.beam_center_fs)
-        data = handle[DATA_PATH]
-        count = len(data) if not max_events else min(len(data), max_events)
-        inputs = np.stack([transform.apply(data[i], geometry.mask, centre) for i in range(count)])
-    if len(truth.kind) < count:
-        raise InputError(f"truth of {path} lists {len(truth.kind)} events but the run has {count}")
-    return SpiData(inputs.astype(np.float32), truth.kind[:count].astype(np.int64), truth.shape[:count],
-                   truth.kind_names, centre)
-
-
-def choose_support(labels: np.ndarray, shapes: np.ndarray, per_class: int, n_classes: int,
-                   exclude_shapes: Sequence[str] = (), seed: int = 0) -> np.ndarray:
-    """Indices of ``per_class`` random events of each class whose shape is not excluded."""
-    rng = np.random.default_rng(seed)
-    allowed = ~np.isin(shapes, list(exclude_shapes))
-    chosen = []
-    for c in range(n_classes):
-        members = np.flatnonzero((labels == c) & allowed)
-        if len(members) < 2:
-            raise InputError(f"class {c} has only {len(members)} usable events; simulate a longer run")
-        chosen.append(rng.choice(members, min(per_class, len(members)), replace=False))
-    return np.sort(np.concatenate(chosen))
 
 
 def fit_siamese(inputs: np.ndarray, labels: np.ndarray, n_classes: int, options: SiameseOptions,
@@ -154,6 +106,25 @@ def fit_siamese(inputs: np.ndarray, labels: np.ndarray, n_classes: int, options:
     return net, prototypes, history
 
 
+def refine_prototypes(support: np.ndarray, support_labels: np.ndarray, unlabelled: np.ndarray, n_classes: int,
+                      iterations: int = 3) -> np.ndarray:
+    """Semi-supervised prototypes (C, D) from embeddings: labelled ``support`` plus pseudo-labelled ``unlabelled``.
+
+    Starting from the support prototypes, each iteration gives every unlabelled embedding the
+    class of its nearest prototype and recomputes each prototype as the normalised mean of its
+    support and pseudo-labelled embeddings (hard k-means seeded by the labels, as in
+    semi-supervised prototypical networks). The embedding itself is not changed.
+    """
+    from .siamese import prototypes_of
+
+    prototypes = prototypes_of(support, support_labels, n_classes)
+    for _ in range(iterations):
+        pseudo = ((unlabelled[:, None, :] - prototypes[None]) ** 2).sum(axis=2).argmin(axis=1)
+        prototypes = prototypes_of(np.concatenate([support, unlabelled]),
+                                   np.concatenate([support_labels, pseudo]), n_classes)
+    return prototypes
+
+
 def score_events(net, prototypes: np.ndarray, inputs: np.ndarray, temperature: float) -> np.ndarray:
     """(N, C) prototype class scores of ``inputs``."""
     from .siamese import embed, prototype_scores
@@ -174,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layout", choices=("polar", "square"), default="polar", help="input grid (SpiTransform)")
     parser.add_argument("--width", type=int, default=SiameseOptions.width, help="channels of the first conv layer")
     parser.add_argument("--dim", type=int, default=SiameseOptions.dim, help="embedding dimension")
-    parser.add_argument("--members", type=int, default=3, help="ensemble of this many nets, each trained --steps")
+    parser.add_argument("--members", type=int, default=5, help="ensemble of this many nets, each trained --steps")
+    parser.add_argument("--refine-unlabelled", type=int, default=0, metavar="ITERATIONS",
+                        help="semi-supervised: refine the prototypes with the run's unlabelled events of allowed "
+                             "shapes, pseudo-labelled by the nearest prototype, this many times (0 = off)")
     parser.add_argument("--crop", type=int, default=0, help="side of the centred detector square (0 = frame side)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -187,13 +161,13 @@ def train_from_args(args: argparse.Namespace, report: Callable[[str], None] = pr
     """Train, evaluate on the unlabelled rest of the run, save; returns the stored metrics."""
     from ..evaluate import classification_metrics, format_metrics
     from .model import file_sha256
-    from .siamese import save_siamese
+    from .siamese import embed, save_siamese
     from .spi_transform import SpiTransform
 
     out, run = Path(args.output), args.runs[0]
     if out.exists() and not args.overwrite:
         raise InputError(f"{out} exists; choose another -o or pass --overwrite")
-    transform = SpiTransform(size=args.size, crop=args.crop or _frame_side(run), layout=args.layout)
+    transform = SpiTransform(size=args.size, crop=args.crop or frame_side(run), layout=args.layout)
     data = load_spi_run(run, transform, args.max_events)
     n_classes = len(data.class_names)
     support = choose_support(data.labels, data.shapes, args.labels_per_class, n_classes, args.exclude_shape, args.seed)
@@ -201,8 +175,13 @@ def train_from_args(args: argparse.Namespace, report: Callable[[str], None] = pr
                              width=args.width, dim=args.dim, polar=args.layout == "polar", members=args.members)
     clock = time.perf_counter()
     net, prototypes, history = fit_siamese(data.inputs[support], data.labels[support], n_classes, options, report)
-    seconds = round(time.perf_counter() - clock, 1)
     rest = np.setdiff1d(np.arange(len(data.labels)), support)
+    pool = rest[~np.isin(data.shapes[rest], args.exclude_shape)]
+    if args.refine_unlabelled:
+        prototypes = refine_prototypes(embed(net, data.inputs[support]), data.labels[support],
+                                       embed(net, data.inputs[pool]), n_classes, args.refine_unlabelled)
+        report(f"prototypes refined with {len(pool)} unlabelled events (these are also the held-out events)")
+    seconds = round(time.perf_counter() - clock, 1)
     predicted = score_events(net, prototypes, data.inputs[rest], options.temperature).argmax(axis=1)
     metrics = {"held_out": classification_metrics(data.labels[rest], predicted, data.class_names)}
     report(format_metrics(metrics["held_out"], f"held-out events ({len(rest)})"))
@@ -215,20 +194,14 @@ def train_from_args(args: argparse.Namespace, report: Callable[[str], None] = pr
         "training_data": [{"file": Path(run).name, "sha256": file_sha256(run)}],
         "support": {"labels_per_class": args.labels_per_class, "events": support.tolist(),
                     "excluded_shapes": list(args.exclude_shape)},
+        "semi_supervised": {"refine_iterations": args.refine_unlabelled,
+                            "unlabelled_events": len(pool) if args.refine_unlabelled else 0},
         "training": {**asdict(options), "seconds": seconds, "loss_history": [round(v, 4) for v in history[::10]]},
         "validation": metrics,
     }
     sha = save_siamese(out, net, prototypes, metadata)
     report(f"trained on {len(support)} labelled events in {seconds} s; wrote {out} (sha256 {sha[:16]}...)")
     return metrics
-
-
-def _frame_side(path: str) -> int:
-    import h5py
-    import hdf5plugin  # noqa: F401
-
-    with h5py.File(path, "r") as handle:
-        return int(min(handle[DATA_PATH].shape[1:]))
 
 
 def main(argv: Optional[List[str]] = None) -> int:
