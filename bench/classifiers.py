@@ -39,7 +39,8 @@ import torch
 
 from mpireduce.classify.siamese import SpiClassifier, embed, load_siamese
 from mpireduce.classify.spi_transform import SpiTransform
-from mpireduce.classify.train_spi import build_parser, load_spi_run, refine_prototypes, train_from_args
+from mpireduce.classify.spi_data import load_spi_run
+from mpireduce.classify.train_spi import build_parser, refine_prototypes, train_from_args
 from mpireduce.evaluate import classification_metrics, format_metrics
 from mpireduce.simulate.spi import SpiConfig, read_spi_truth, simulate_spi_run
 

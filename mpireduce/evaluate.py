@@ -121,10 +121,9 @@ def evaluate_hit_model(model_path: str, run: str, max_events: int = 0) -> Evalua
     Peaks are found with the detector settings stored in the model file, as in training;
     a descriptor model's regions are placed on the run's own geometry.
     """
-    from .classify.command import default_detector_factory, prepare_runs
+    from .classify.infer import batched_predict
     from .classify.labels import truth_kinds
     from .classify.model import load_model
-    from .config import DetectConfig, GeometryConfig
 
     model = load_model(model_path)
     if hasattr(model, "descriptor"):
@@ -133,10 +132,9 @@ def evaluate_hit_model(model_path: str, run: str, max_events: int = 0) -> Evalua
         features, kind = descriptor_features(model.descriptor), "descriptor"
     else:
         features, kind = model.transform, "hitcnn"
-    detect = DetectConfig(**model.metadata.get("detect", {}))
-    prepared = prepare_runs([run], features, default_detector_factory(detect), GeometryConfig(), max_events)
+    prepared = _prepare_as_trained(run, features, model.metadata, max_events)
     kinds = truth_kinds([run], prepared.run, prepared.event)
-    scores = np.concatenate([model.predict(prepared.inputs[s:s + 64]) for s in range(0, len(prepared.inputs), 64)])
+    scores = batched_predict(model, prepared.inputs, 64)
     truth = (kinds != "miss").astype(np.int64)
     predicted = (scores >= model.threshold).astype(np.int64)
     return Evaluation(kind, ("miss", "hit"), truth, predicted, scores, model.threshold, truth.astype(bool), {})
@@ -144,19 +142,25 @@ def evaluate_hit_model(model_path: str, run: str, max_events: int = 0) -> Evalua
 
 def evaluate_diffuse(model_path: str, run: str, max_events: int = 0) -> Evaluation:
     """Diffuse vs non-diffuse evaluation of a ``--model diffuse`` file on a diffuse run."""
-    from .classify.command import default_detector_factory, prepare_runs
     from .classify.diffuse import CLASSES, DiffuseFeatures, load_diffuse_model
     from .classify.train_diffuse import diffuse_labels
-    from .config import DetectConfig, GeometryConfig
 
     model = load_diffuse_model(model_path)
-    detect = DetectConfig(**model.metadata.get("detect", {}))
-    prepared = prepare_runs([run], lambda geom: DiffuseFeatures(model.settings, geom).compute,
-                            default_detector_factory(detect), GeometryConfig(), max_events)
+    prepared = _prepare_as_trained(run, lambda geom: DiffuseFeatures(model.settings, geom).compute,
+                                   model.metadata, max_events)
     truth = diffuse_labels([run], prepared.run, prepared.event)
     scores = model.predict(prepared.inputs)
     predicted = (scores >= model.threshold).astype(np.int64)
     return Evaluation("diffuse", CLASSES, truth, predicted, scores, model.threshold, truth.astype(bool), {})
+
+
+def _prepare_as_trained(run: str, features, metadata: dict, max_events: int):
+    """The run's model inputs, with peaks found by the detector settings stored in the model's metadata."""
+    from .classify.command import default_detector_factory, prepare_runs
+    from .config import DetectConfig, GeometryConfig
+
+    detect = DetectConfig(**metadata.get("detect", {}))
+    return prepare_runs([run], features, default_detector_factory(detect), GeometryConfig(), max_events)
 
 
 EVALUATORS = {"mpireduce-hitcnn": evaluate_hit_model, "mpireduce-diffuse": evaluate_diffuse,

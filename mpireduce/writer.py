@@ -82,7 +82,8 @@ class ReducedWriter:
         self._create_peaks_cxi()
         self._create_tables(source_files, descriptor_names)
         if class_names:
-            self._create_class_scores(class_names)
+            _create_event_matrix(self.file["mpireduce/events"], "class_scores", class_names,
+                                 "class probabilities of the classifier; NaN where the event was skipped")
         self._write_instrument(geometry)
 
     # -- creation ---------------------------------------------------------------------
@@ -111,11 +112,8 @@ class ReducedWriter:
         for name, dtype in EVENT_COLUMNS.items():
             events.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(8192,), **h5_compression("zstd"))
         if descriptor_names:
-            n = len(descriptor_names)
-            events.create_dataset("descriptor", (0, n), np.float32, maxshape=(None, n), chunks=(1024, n),
-                                  **h5_compression("zstd"))
-            events["descriptor"].attrs["columns"] = json.dumps(list(descriptor_names))
-            events["descriptor"].attrs["meaning"] = "peak counts per resolution shell x azimuthal sector (seed 000)"
+            _create_event_matrix(events, "descriptor", descriptor_names,
+                                 "peak counts per resolution shell x azimuthal sector (seed 000)")
         events["status"].attrs["names"] = json.dumps(list(STATUS_NAMES))
         events["kept_index"].attrs["meaning"] = "row in /entry_1/data_1/data, -1 when the frame was not kept"
         events["source_files"] = np.array([str(p) for p in source_files], dtype=object)
@@ -124,14 +122,6 @@ class ReducedWriter:
             peaks.create_dataset(name, (0,), dtype, maxshape=(None,), chunks=(16384,), **h5_compression("zstd"))
         self._events = _ColumnBuffer(events, list(EVENT_COLUMNS))
         self._peaks = _ColumnBuffer(peaks, list(PEAK_COLUMNS))
-
-    def _create_class_scores(self, class_names: tuple) -> None:
-        """``/mpireduce/events/class_scores`` (events, classes): a multi-class model's probabilities."""
-        n = len(class_names)
-        scores = self.file["mpireduce/events"].create_dataset(
-            "class_scores", (0, n), np.float32, maxshape=(None, n), chunks=(1024, n), **h5_compression("zstd"))
-        scores.attrs["columns"] = json.dumps(list(class_names))
-        scores.attrs["meaning"] = "class probabilities of the classifier; NaN where the event was skipped"
 
     def _write_instrument(self, geometry: DetectorGeometry) -> None:
         det = self.file.require_group(DETECTOR_GROUP)
@@ -232,6 +222,15 @@ class _ColumnBuffer:
         for name in self.names:
             _extend(self.group[name], np.concatenate([part[name] for part in self._parts]))
         self._parts, self._count = [], 0
+
+
+def _create_event_matrix(events, name: str, columns: tuple, meaning: str) -> None:
+    """An extendable (events, len(columns)) float32 table in the ``events`` group, columns named."""
+    n = len(columns)
+    matrix = events.create_dataset(name, (0, n), np.float32, maxshape=(None, n), chunks=(1024, n),
+                                   **h5_compression("zstd"))
+    matrix.attrs["columns"] = json.dumps(list(columns))
+    matrix.attrs["meaning"] = meaning
 
 
 def _extend(dataset, values) -> None:

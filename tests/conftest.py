@@ -61,6 +61,17 @@ def trained_model(tmp_path_factory):
     return model
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one torch thread is fastest and immune to other processes on the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_job(folder, files, model=None, **sections):
     """Write a job YAML in ``folder`` and return its path."""
     import yaml

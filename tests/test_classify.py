@@ -13,14 +13,15 @@ import scipy.ndimage as ndi
 
 torch = pytest.importorskip("torch")
 
-from mpireduce.classify import command, train  # noqa: E402
+from mpireduce.classify import command, make_classifier, train  # noqa: E402
 from mpireduce.classify import labels as label_sources  # noqa: E402
-from mpireduce.classify import make_classifier  # noqa: E402
 from mpireduce.classify.infer import CnnClassifier, PeakCountRule, prepare_batch  # noqa: E402
 from mpireduce.classify.model import HitCNN, file_sha256, load_model, save_model  # noqa: E402
 from mpireduce.classify.transform import InputTransform, max_pool  # noqa: E402
 from mpireduce.config import ClassifyConfig, DetectConfig  # noqa: E402
 from mpireduce.errors import ConfigError, InputError, ModelError  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class _StandInPeaks(SimpleNamespace):
@@ -63,15 +64,6 @@ def synthetic_frame(rng, hit: bool, shape=(64, 64), n_spots: int = 8, background
             r, c = rng.integers(2, shape[0] - 3), rng.integers(2, shape[1] - 3)
             frame[r : r + 2, c : c + 2] += rng.integers(150, 400)
     return frame
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is fastest and immune to other processes on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture()

@@ -28,12 +28,7 @@ SMALL = DescriptorConfig(n_shells=4, n_sectors=4)
 AUTO = DetectConfig(mode="auto", backend="numpy")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _metadata(descriptor=SMALL, threshold=0.4) -> dict:

@@ -79,16 +79,22 @@ def test_low_count_frames_still_match_plain_clipping(backend):
 def test_random_frames_match_plain_clipping(backend, monkeypatch):
     """Many strips, masks, beam centres off the frame, negative and discrete values."""
     monkeypatch.setattr(radial, "STRIP_PIXELS", 3000)
-    rng = np.random.default_rng(15)
-    for trial in range(12):
+    cases = _random_cases(np.random.default_rng(15), 12, _random_frame, [2.0, 3.5, 5.0, 8.0])
+    for _, geometry, frame, nsigma, iterations in cases:
+        _, flat, result, mean, sigma = _profile_and_reference(backend, frame, geometry, nsigma, iterations)
+        _assert_same_clipping(backend, flat, result, mean, sigma, nsigma, geometry)
+
+
+def _random_cases(rng, trials: int, make_frame, nsigmas: list):
+    """``trials`` random (trial, geometry, frame, nsigma, iterations): shapes 40-160 px, masks with
+    0-30% bad pixels, beam centres up to 30 px off the frame; ``make_frame(rng, geometry, trial % 4)``."""
+    for trial in range(trials):
         shape = tuple(int(n) for n in rng.integers(40, 160, 2))
         mask = (rng.random(shape) > (0.0, 0.02, 0.3)[trial % 3]).astype(np.int8)
         centre = rng.uniform(-30, shape[1] + 30), rng.uniform(-30, shape[0] + 30)
         geometry = DetectorGeometry(shape, *centre, mask)
-        frame = _random_frame(rng, geometry, trial % 4)
-        nsigma, iterations = float(rng.choice([2.0, 3.5, 5.0, 8.0])), int(rng.integers(1, 7))
-        _, flat, result, mean, sigma = _profile_and_reference(backend, frame, geometry, nsigma, iterations)
-        _assert_same_clipping(backend, flat, result, mean, sigma, nsigma, geometry)
+        frame = make_frame(rng, geometry, trial % 4)
+        yield trial, geometry, frame, float(rng.choice(nsigmas)), int(rng.integers(1, 7))
 
 
 def _random_frame(rng, geometry, kind):
@@ -140,14 +146,9 @@ def test_integer_histogram_path_equals_plain_clipping(backend, monkeypatch, adc_
     monkeypatch.setattr(radial_counts, "CHUNK_PIXELS", 2000)
     monkeypatch.setattr(radial_counts, "SAMPLE_PIXELS", 300)
     xp, host = backend.xp, backend.to_host
-    rng = np.random.default_rng(19)
-    for trial in range(16):
-        shape = tuple(int(n) for n in rng.integers(40, 160, 2))
-        mask = (rng.random(shape) > (0.0, 0.02, 0.3)[trial % 3]).astype(np.int8)
-        centre = rng.uniform(-30, shape[1] + 30), rng.uniform(-30, shape[0] + 30)
-        geometry = DetectorGeometry(shape, *centre, mask)
-        frame = _integer_frame(rng, geometry, trial % 4)
-        nsigma, iterations = float(rng.choice([2.0, 3.5, 5.0])), int(rng.integers(1, 7))
+    for trial, geometry, frame, nsigma, iterations in _random_cases(np.random.default_rng(19), 16, _integer_frame,
+                                                                    [2.0, 3.5, 5.0]):
+        mask = geometry.mask
         profile = RadialProfile(geometry, backend, nsigma=nsigma, adc_threshold=adc_threshold,
                                 iterations=iterations)
         flat = xp.asarray(frame).ravel()

@@ -69,7 +69,7 @@ class _TrainedClassifier:
         self.threshold = float(model.threshold if threshold is None else threshold)
 
     def scores(self, inputs: np.ndarray) -> np.ndarray:
-        return _batched_predict(self.model, inputs, self.batch_size)
+        return batched_predict(self.model, inputs, self.batch_size)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) >= self.threshold
@@ -128,7 +128,7 @@ class DescriptorClassifier(_TrainedClassifier):
         return dict(super().describe(), descriptor=dataclasses.asdict(self.model.descriptor))
 
 
-def _batched_predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+def batched_predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
     """``model.predict`` over ``inputs`` in slices of ``batch_size``; (N,) float32."""
     out = np.empty(len(inputs), np.float32)
     for start in range(0, len(inputs), batch_size):

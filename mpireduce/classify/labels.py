@@ -61,7 +61,7 @@ def _read_label_file(label_file: str, paths: List[str]) -> dict:
         for number, row in enumerate(rows, start=1):
             if number == 1 and [c.strip().lower() for c in row] == ["file", "index", "label"]:
                 continue
-            if len(row) != 3 or row[1].strip().lstrip("-").isdigit() is False:
+            if len(row) != 3 or not row[1].strip().isdigit():
                 raise InputError(f"{label_file} row {number}: expected FILE,INDEX,LABEL, got {row}")
             file, index, word = (c.strip() for c in row)
             if file not in names:

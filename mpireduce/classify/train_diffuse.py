@@ -3,7 +3,7 @@
 Every frame of the runs (written by ``mpireduce simulate --experiment diffuse``, whose
 truth sidecar says which frames scatter diffusely) is turned into
 :class:`~.diffuse.DiffuseFeatures` with the peaks the job's detector finds, as the job
-will; a random ``--val-fraction`` of the events is held out, the standardiser + PCA +
+will; a random ``--val-fraction`` of each class is held out, the standardiser + PCA +
 logistic regression (:func:`~.diffuse.fit_diffuse_model`) is fitted on the rest, and the
 held-out accuracy and per-class precision/recall go into the model file with the
 training files' sha256 and the detector settings.
@@ -39,17 +39,11 @@ def diffuse_labels(paths: List[str], run: np.ndarray, event: np.ndarray) -> np.n
     return np.array([per_run[r][e] for r, e in zip(run, event)], np.int64)
 
 
-def split_validation(n: int, fraction: float, seed: int) -> tuple:
-    """(fit indices, validation indices): a random ``fraction`` of ``range(n)`` held out."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction)) if 0 < fraction < 1 else 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
 def train_diffuse(args: argparse.Namespace, detect, geometry, detector_factory: Callable) -> int:
     """Prepare features, fit, validate and save; prints a summary. ``args`` are ``mpireduce train``'s."""
     from .command import prepare_runs
     from .model import file_sha256
+    from .train import split_indices
 
     if args.labels != "truth":
         raise InputError("--model diffuse learns from the simulator's truth; peak-count labels say nothing "
@@ -63,7 +57,7 @@ def train_diffuse(args: argparse.Namespace, detect, geometry, detector_factory: 
     labels = diffuse_labels(args.runs, prepared.run, prepared.event)
     if len(np.unique(labels)) < 2:
         raise InputError("the training runs hold only one class; simulate runs with diffuse and plain frames")
-    fit_index, val_index = split_validation(len(labels), args.val_fraction, args.seed)
+    fit_index, val_index = split_indices(labels, args.val_fraction, args.seed)
     training = {"files": [{"file": Path(p).name, "sha256": file_sha256(p)} for p in args.runs],
                 "counts": {c: int(np.sum(labels == i)) for i, c in enumerate(CLASSES)},
                 "detect": dataclasses.asdict(detect), "seed": args.seed, "val_fraction": args.val_fraction}
@@ -75,17 +69,15 @@ def train_diffuse(args: argparse.Namespace, detect, geometry, detector_factory: 
     sha = save_diffuse_model(out, model)
     if validation["n"]:
         print(f"held-out {validation['n']} events: accuracy {validation['accuracy']:.3f}, diffuse precision "
-              f"{validation['precision']:.3f} recall {validation['recall']:.3f}")
+              f"{validation['precision']:.3f} recall {validation['sensitivity']:.3f}")
     print(f"wrote {out} (sha256 {sha[:16]}...)")
     return 0
 
 
 def _validation(model, features: np.ndarray, labels: np.ndarray) -> dict:
-    """Accuracy and diffuse precision/recall of ``model`` on held-out events (plain data)."""
+    """Accuracy, diffuse precision and recall (sensitivity) of ``model`` on held-out events (plain data)."""
+    from ..evaluate import hit_miss_metrics
+
     if not len(labels):
         return {"n": 0}
-    decided = model.predict(features) >= model.threshold
-    truth = labels.astype(bool)
-    tp = int(np.sum(decided & truth))
-    return {"n": int(len(labels)), "accuracy": float(np.mean(decided == truth)),
-            "precision": tp / max(int(decided.sum()), 1), "recall": tp / max(int(truth.sum()), 1)}
+    return dict(hit_miss_metrics(labels.astype(bool), model.predict(features) >= model.threshold), n=int(len(labels)))

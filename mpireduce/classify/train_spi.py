@@ -25,7 +25,7 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from ..errors import InputError, MpiReduceError
-from .spi_data import DATA_PATH, SpiData, choose_support, frame_side, load_spi_run  # noqa: F401 (re-exported)
+from .spi_data import choose_support, frame_side, load_spi_run
 
 
 @dataclass(frozen=True)
